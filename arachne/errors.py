@@ -1,0 +1,34 @@
+"""Every Arachne exception, in one module."""
+
+from __future__ import annotations
+
+
+class ArachneError(Exception):
+    """Base class: an error an operator can read and act on."""
+
+
+class ConfigError(ArachneError):
+    """Settings or a configuration file are wrong."""
+
+
+class ListFormatError(ArachneError):
+    """A hash-list file is malformed; nothing from it was imported."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+
+
+class UnknownCampaign(ArachneError):
+    """No campaign has that name."""
+
+
+class CampaignExists(ArachneError):
+    """A campaign with that name already exists."""
+
+
+class DeliveryError(ArachneError):
+    """A notice could not be delivered (it stays pending and is retried)."""

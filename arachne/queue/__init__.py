@@ -1,0 +1,1 @@
+"""Redis + rq: the hand-off between crawling and matching."""

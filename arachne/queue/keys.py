@@ -1,0 +1,35 @@
+"""Every Redis key template Arachne uses, in one place."""
+
+from __future__ import annotations
+
+PREFIX = "arachne"
+
+
+def campaign_seen(campaign: str) -> str:
+    """SET of sha1(image URL): per-campaign dedup so each image URL is queued once."""
+    return f"{PREFIX}:campaign:{campaign}:seen"
+
+
+def campaign_stats(campaign: str) -> str:
+    """HASH of live counters, fields are slash-separated stats keys (``fetch/status/404``)."""
+    return f"{PREFIX}:campaign:{campaign}:stats"
+
+
+def campaign_timeline(campaign: str) -> str:
+    """HASH of per-minute counters for throughput charts: field ``{unix_minute}/{stat}``."""
+    return f"{PREFIX}:campaign:{campaign}:timeline"
+
+
+def campaign_pending(campaign: str) -> str:
+    """HASH host -> buffered ImageRefs not yet in a job (lets a crawl resume its batches)."""
+    return f"{PREFIX}:campaign:{campaign}:pending"
+
+
+def crawl_scheduler(campaign: str) -> str:
+    """Prefix for the crawler's own request queue / dupefilter keys."""
+    return f"{PREFIX}:crawl:{campaign}"
+
+
+def lists_generation() -> str:
+    """INT bumped on every list import so workers know to reload their index."""
+    return f"{PREFIX}:lists:generation"

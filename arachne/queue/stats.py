@@ -1,0 +1,83 @@
+"""Live counters in Redis: the one place stats are counted.
+
+Keys are slash-separated like Scrapy's (``fetch/status/404``, ``match/kind/near``). Each
+increment also lands in a per-minute bucket so the dashboard can draw throughput.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+
+from redis import Redis
+
+from arachne.queue import keys
+
+# Well-known keys (others are built from these prefixes).
+PAGES_CRAWLED = "crawl/pages"
+PAGES_ERRORS = "crawl/errors"
+IMAGES_FOUND = "crawl/images_found"
+IMAGES_QUEUED = "queue/images_queued"
+IMAGES_DUPLICATE = "queue/images_duplicate"
+JOBS_QUEUED = "queue/jobs"
+IMAGES_FETCHED = "fetch/ok"
+FETCH_ERROR = "fetch/error/"  # + reason
+HASHED = "hash/ok"
+HASH_ERROR = "hash/error/"  # + reason
+LOW_QUALITY = "hash/low_quality"
+MATCH_EXACT = "match/kind/exact"
+MATCH_NEAR = "match/kind/near"
+IMAGES_MATCHED = "match/images"
+IMAGES_DONE = "images/done"  # sightings recorded (ok or error)
+
+TIMELINE_STATS = (PAGES_CRAWLED, IMAGES_QUEUED, IMAGES_FETCHED, HASHED, IMAGES_MATCHED)
+TIMELINE_TTL = 7 * 24 * 3600
+
+
+class Stats:
+    def __init__(self, redis: Redis, campaign: str) -> None:
+        self.redis = redis
+        self.campaign = campaign
+
+    def inc_many(self, counts: Mapping[str, int]) -> None:
+        counts = {k: v for k, v in counts.items() if v}
+        if not counts:
+            return
+        minute = int(time.time() // 60)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, n in counts.items():
+            pipe.hincrby(keys.campaign_stats(self.campaign), key, n)
+            if key in TIMELINE_STATS:
+                pipe.hincrby(keys.campaign_timeline(self.campaign), f"{minute}/{key}", n)
+        pipe.expire(keys.campaign_timeline(self.campaign), TIMELINE_TTL)
+        pipe.execute()
+
+    def inc(self, key: str, n: int = 1) -> None:
+        self.inc_many({key: n})
+
+    def get_all(self) -> dict[str, int]:
+        raw = self.redis.hgetall(keys.campaign_stats(self.campaign))
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    def timeline(self) -> dict[int, dict[str, int]]:
+        """{unix_minute: {stat: count}} for the charts."""
+        out: dict[int, dict[str, int]] = {}
+        for field, value in self.redis.hgetall(keys.campaign_timeline(self.campaign)).items():
+            minute, _, stat = _s(field).partition("/")
+            out.setdefault(int(minute), {})[stat] = int(value)
+        return dict(sorted(out.items()))
+
+
+def errors_by_reason(stats: Mapping[str, int]) -> dict[str, int]:
+    """Fold ``fetch/error/*`` and ``hash/error/*`` into {reason: count}."""
+    out: Counter[str] = Counter()
+    for key, value in stats.items():
+        for prefix in (FETCH_ERROR, HASH_ERROR):
+            if key.startswith(prefix):
+                out[key[len(prefix) :]] += value
+    return dict(out)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,124 @@
+"""One frozen Settings object, built at each entry point and passed down.
+
+Sources, highest priority first: explicit arguments, ``ARACHNE_*`` environment variables
+(plus the conventional ``REDIS_URL`` and ``DATABASE_URL``), then ``arachne.toml`` (or the
+file named by ``ARACHNE_CONFIG``). Nothing below an entry point reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_ENV = "ARACHNE_CONFIG"
+DEFAULT_CONFIG_FILE = "arachne.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARACHNE_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(
+        Path("arachne-data"),
+        description="Holds the embedded Valkey append-only file and the SQLite store.",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ARACHNE_REDIS_URL", "REDIS_URL", "redis_url"),
+        description="External Redis; unset means the embedded Valkey in data_dir.",
+    )
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ARACHNE_DATABASE_URL", "DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL; unset means a SQLite file in data_dir.",
+    )
+
+    # queue
+    queue_name: str = "arachne"
+    batch_size: int = Field(200, ge=1, description="Image URLs per rq job.")
+    job_timeout: int = Field(900, ge=10, description="Seconds before rq kills a batch job.")
+    job_retries: int = Field(3, ge=0)
+    workers: int = Field(2, ge=1, description="Worker processes started by `arachne run`.")
+
+    # crawl
+    max_depth: int = Field(5, ge=0)
+    max_pages: int = Field(10_000, ge=1)
+    crawl_concurrency: int = Field(16, ge=1)
+    crawl_concurrency_per_host: int = Field(8, ge=1)
+    crawl_delay: float = Field(0.0, ge=0, description="Seconds between requests to one host.")
+    obey_robots: bool = True
+    user_agent: str = "ArachneBot/0.1 (+child-protection hotline; abuse contact in notices)"
+
+    # fetch + decode
+    fetch_timeout: float = Field(20.0, gt=0)
+    fetch_max_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    fetch_concurrency: int = Field(32, ge=1)
+    fetch_per_host: int = Field(6, ge=1)
+    max_image_pixels: int = Field(
+        64_000_000, ge=1, description="Larger images are refused as decompression bombs."
+    )
+
+    # matching
+    pdq_threshold: int = Field(31, ge=0, le=128)
+    pdq_min_quality: int = Field(50, ge=0, le=100)
+
+    # notices
+    contacts_file: Path | None = Field(None, description="TOML: host or IP -> abuse email.")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "arachne@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = 30.0
+    reporter_org: str = "Arachne hotline"
+    reporter_email: str = "reports@hotline.invalid"
+
+    # dashboard
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8377
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'arachne.db').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    def child_env(self) -> dict[str, str]:
+        """Environment for a child process so it sees exactly these settings."""
+        env = dict(os.environ)
+        for name, value in self.model_dump().items():
+            if value is None:
+                env.pop(f"ARACHNE_{name.upper()}", None)
+                continue
+            env[f"ARACHNE_{name.upper()}"] = str(value)
+        # The generic names would otherwise win over nothing; keep them consistent.
+        for generic, value in (("REDIS_URL", self.redis_url), ("DATABASE_URL", self.database_url)):
+            if value is None:
+                env.pop(generic, None)
+            else:
+                env[generic] = value
+        return env

@@ -1,0 +1,90 @@
+"""Campaign summaries: the figures the CLI, the demo and the dashboard all show."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+
+from arachne.errors import UnknownCampaign
+from arachne.queue import stats as st
+from arachne.store.models import Campaign, Match, Notice, Sighting
+
+
+def get_campaign(session: Session, name: str) -> Campaign:
+    campaign = session.scalar(select(Campaign).where(Campaign.name == name))
+    if campaign is None:
+        raise UnknownCampaign(f"no campaign named {name!r} (see `arachne campaign list`)")
+    return campaign
+
+
+def campaign_summary(
+    session: Session, name: str, live: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """Store figures (the system of record) merged with live Redis counters.
+
+    ``live`` is the campaign's Redis stats hash; when Redis is gone the snapshot saved in
+    ``campaigns.stats`` stands in for it.
+    """
+    campaign = get_campaign(session, name)
+    live = dict(live) if live else dict(campaign.stats or {})
+    cid = campaign.id
+
+    def count(stmt: Any) -> int:
+        return int(session.scalar(stmt) or 0)
+
+    images_seen = count(select(func.count()).select_from(Sighting).where(Sighting.campaign_id == cid))
+    images_hashed = count(
+        select(func.count())
+        .select_from(Sighting)
+        .where(Sighting.campaign_id == cid, Sighting.image_id.is_not(None))
+    )
+    errors = dict(
+        session.execute(
+            select(Sighting.error, func.count())
+            .where(Sighting.campaign_id == cid, Sighting.error.is_not(None))
+            .group_by(Sighting.error)
+        ).all()
+    )
+    # A URL is "exact" if any exact match exists for it, else "near".
+    exact_ids = select(distinct(Match.sighting_id)).where(
+        Match.campaign_id == cid, Match.kind == "exact"
+    )
+    matched_urls = count(
+        select(func.count(distinct(Match.sighting_id))).where(Match.campaign_id == cid)
+    )
+    exact_urls = count(select(func.count()).select_from(exact_ids.subquery()))
+    notices = dict(
+        session.execute(
+            select(Notice.status, func.count())
+            .where(Notice.campaign_id == cid)
+            .group_by(Notice.status)
+        ).all()
+    )
+    hosts_matched = count(
+        select(func.count(distinct(Sighting.host)))
+        .select_from(Match)
+        .join(Sighting, Sighting.id == Match.sighting_id)
+        .where(Match.campaign_id == cid)
+    )
+    return {
+        "campaign": campaign.name,
+        "status": campaign.status,
+        "seeds": list(campaign.seeds),
+        "started_at": campaign.started_at.isoformat() if campaign.started_at else None,
+        "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
+        "pages": live.get(st.PAGES_CRAWLED, 0),
+        "page_errors": live.get(st.PAGES_ERRORS, 0),
+        "images_found": live.get(st.IMAGES_FOUND, 0),
+        "images_queued": live.get(st.IMAGES_QUEUED, 0),
+        "images_fetched": live.get(st.IMAGES_FETCHED, 0),
+        "images_recorded": images_seen,
+        "images_hashed": images_hashed,
+        "low_quality": live.get(st.LOW_QUALITY, 0),
+        "matches": {"urls": matched_urls, "exact": exact_urls, "near": matched_urls - exact_urls},
+        "hosts_with_matches": hosts_matched,
+        "notices": {"total": sum(notices.values()), **notices},
+        "errors": {"total": sum(errors.values()), "by_reason": errors},
+    }
