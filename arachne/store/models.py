@@ -1,4 +1,4 @@
-"""Tables of the store (see DESIGN.md). Image content is never a column: hashes and metadata only."""
+"""Store tables (DESIGN.md). Image content is never a column: hashes and metadata only."""
 
 from __future__ import annotations
 

@@ -35,7 +35,9 @@ def campaign_summary(
     def count(stmt: Any) -> int:
         return int(session.scalar(stmt) or 0)
 
-    images_seen = count(select(func.count()).select_from(Sighting).where(Sighting.campaign_id == cid))
+    images_seen = count(
+        select(func.count()).select_from(Sighting).where(Sighting.campaign_id == cid)
+    )
     images_hashed = count(
         select(func.count())
         .select_from(Sighting)
