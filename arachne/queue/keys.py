@@ -28,8 +28,3 @@ def campaign_pending(campaign: str) -> str:
 def crawl_scheduler(campaign: str) -> str:
     """Prefix for the crawler's own request queue / dupefilter keys."""
     return f"{PREFIX}:crawl:{campaign}"
-
-
-def lists_generation() -> str:
-    """INT bumped on every list import so workers know to reload their index."""
-    return f"{PREFIX}:lists:generation"

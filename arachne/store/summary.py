@@ -41,7 +41,11 @@ def campaign_summary(
     images_hashed = count(
         select(func.count())
         .select_from(Sighting)
-        .where(Sighting.campaign_id == cid, Sighting.image_id.is_not(None))
+        .where(
+            Sighting.campaign_id == cid,
+            Sighting.image_id.is_not(None),
+            Sighting.error.is_(None),
+        )
     )
     errors = dict(
         session.execute(
@@ -51,8 +55,10 @@ def campaign_summary(
         ).all()
     )
     # A URL is "exact" if any exact match exists for it, else "near".
-    exact_ids = select(distinct(Match.sighting_id)).where(
-        Match.campaign_id == cid, Match.kind == "exact"
+    exact_ids = (
+        select(Match.sighting_id)
+        .where(Match.campaign_id == cid, Match.kind == "exact")
+        .distinct()
     )
     matched_urls = count(
         select(func.count(distinct(Match.sighting_id))).where(Match.campaign_id == cid)
@@ -90,3 +96,53 @@ def campaign_summary(
         "notices": {"total": sum(notices.values()), **notices},
         "errors": {"total": sum(errors.values()), "by_reason": errors},
     }
+
+
+def campaign_matches(session: Session, name: str) -> list[dict[str, Any]]:
+    """One row per matched image URL: how it matched and against which lists."""
+    from arachne.store.models import HashEntry, HashList, Image
+
+    campaign = get_campaign(session, name)
+    rows = session.execute(
+        select(Sighting, Match, HashEntry.kind, HashEntry.category, HashList.name, Image)
+        .join(Match, Match.sighting_id == Sighting.id)
+        .join(HashEntry, HashEntry.id == Match.entry_id)
+        .join(HashList, HashList.id == HashEntry.list_id)
+        .outerjoin(Image, Image.id == Sighting.image_id)
+        .where(Sighting.campaign_id == campaign.id)
+        .order_by(Sighting.host, Sighting.image_url)
+    ).all()
+    by_url: dict[str, dict[str, Any]] = {}
+    for sighting, match, _entry_kind, category, list_name, image in rows:
+        row = by_url.setdefault(
+            sighting.image_url,
+            {
+                "url": sighting.image_url,
+                "page": sighting.page_url,
+                "host": sighting.host,
+                "server_ip": sighting.server_ip,
+                "kind": "near",
+                "distance": None,
+                "variant": None,
+                "hash_kinds": [],
+                "lists": [],
+                "categories": [],
+                "sha256": image.sha256 if image else None,
+                "pdq": image.pdq if image else None,
+                "detected_at": sighting.fetched_at.isoformat(),
+            },
+        )
+        if match.kind == "exact":
+            row["kind"] = "exact"
+        if match.hash_kind == "pdq" and (
+            row["distance"] is None or match.distance < row["distance"]
+        ):
+            row["distance"], row["variant"] = match.distance, match.variant
+        for key, value in (
+            ("hash_kinds", match.hash_kind),
+            ("lists", list_name),
+            ("categories", category),
+        ):
+            if value and value not in row[key]:
+                row[key].append(value)
+    return list(by_url.values())

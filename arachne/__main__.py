@@ -1,0 +1,3 @@
+from arachne.cli import main
+
+main()

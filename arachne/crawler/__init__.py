@@ -1,0 +1,1 @@
+"""The Scrapy side: discovers pages and image URLs. It never downloads images."""

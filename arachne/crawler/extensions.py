@@ -1,0 +1,36 @@
+"""Turns Scrapy signals into Arachne's live counters (pages crawled, page errors)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.http import Request, Response
+
+from arachne.queue import stats as st
+from arachne.queue.connection import redis_from_url
+
+
+class LiveStats:
+    def __init__(self, redis_url: str, campaign: str) -> None:
+        self.stats = st.Stats(redis_from_url(redis_url), campaign)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> LiveStats:
+        s = crawler.settings
+        if not s.get("ARACHNE_REDIS_URL") or not s.get("ARACHNE_CAMPAIGN"):
+            raise NotConfigured("ARACHNE_REDIS_URL and ARACHNE_CAMPAIGN are required")
+        ext = cls(s["ARACHNE_REDIS_URL"], s["ARACHNE_CAMPAIGN"])
+        crawler.signals.connect(ext.response_received, signal=signals.response_received)
+        crawler.signals.connect(ext.request_failed, signal=signals.spider_error)
+        return ext
+
+    def response_received(self, response: Response, request: Request, **_: Any) -> None:
+        if request.url.endswith("/robots.txt"):
+            return
+        self.stats.inc(st.PAGES_CRAWLED if response.status < 400 else st.PAGES_ERRORS)
+
+    def request_failed(self, **_: Any) -> None:
+        self.stats.inc(st.PAGES_ERRORS)

@@ -1,0 +1,61 @@
+"""Item pipeline: batches ImageRefs and hands them to the queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+from arachne.queue import stats as st
+from arachne.queue.connection import image_queue, redis_from_url
+from arachne.queue.enqueue import Enqueuer, ImageRef
+from arachne.settings import Settings
+
+CHUNK = 100  # refs checked against Redis in one round trip
+
+
+class QueuePipeline:
+    def __init__(self, settings: Settings, redis_url: str, campaign: str) -> None:
+        self.settings = settings
+        self.redis_url = redis_url
+        self.campaign = campaign
+        self._chunk: list[ImageRef] = []
+        self.enqueuer: Enqueuer | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> QueuePipeline:
+        s = crawler.settings
+        if not s.get("ARACHNE_REDIS_URL") or not s.get("ARACHNE_CAMPAIGN"):
+            raise NotConfigured("ARACHNE_REDIS_URL and ARACHNE_CAMPAIGN are required")
+        return cls(s["ARACHNE_SETTINGS"], s["ARACHNE_REDIS_URL"], s["ARACHNE_CAMPAIGN"])
+
+    def open_spider(self) -> None:
+        redis = redis_from_url(self.redis_url)
+        self.enqueuer = Enqueuer(
+            redis,
+            image_queue(redis, self.settings),
+            self.campaign,
+            batch_size=self.settings.batch_size,
+            retries=self.settings.job_retries,
+            job_timeout=self.settings.job_timeout,
+        )
+
+    def process_item(self, item: Any) -> Any:
+        if isinstance(item, ImageRef):
+            self._chunk.append(item)
+            if len(self._chunk) >= CHUNK:
+                self._drain()
+        return item
+
+    def close_spider(self) -> None:
+        self._drain()
+        if self.enqueuer is not None:
+            self.enqueuer.flush()
+
+    def _drain(self) -> None:
+        if self.enqueuer is None or not self._chunk:
+            return
+        chunk, self._chunk = self._chunk, []
+        self.enqueuer.stats.inc(st.IMAGES_FOUND, len(chunk))
+        self.enqueuer.add(chunk)

@@ -1,0 +1,51 @@
+"""Run one campaign's crawl in this process (Scrapy's reactor runs once per process)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from scrapy.crawler import CrawlerProcess
+
+from arachne.crawler.scope import Scope
+from arachne.crawler.spiders.campaign import CampaignSpider
+from arachne.settings import Settings
+
+
+def scrapy_settings(settings: Settings, redis_url: str, campaign: str) -> dict[str, Any]:
+    return {
+        "BOT_NAME": "arachne",
+        "USER_AGENT": settings.user_agent,
+        "ROBOTSTXT_OBEY": settings.obey_robots,
+        "CONCURRENT_REQUESTS": settings.crawl_concurrency,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": settings.crawl_concurrency_per_host,
+        "DOWNLOAD_DELAY": settings.crawl_delay,
+        "DOWNLOAD_TIMEOUT": 30,
+        "DOWNLOAD_MAXSIZE": 10 * 1024 * 1024,  # pages only; images never go through Scrapy
+        "DOWNLOAD_WARNSIZE": 0,
+        "RETRY_TIMES": 2,
+        "COOKIES_ENABLED": False,
+        "TELNETCONSOLE_ENABLED": False,
+        "LOG_LEVEL": "WARNING",
+        "LOG_INSTALL_ROOT_HANDLER": False,  # the CLI configured logging already
+        "DEPTH_LIMIT": 0,  # the spider enforces scope.max_depth itself
+        "ITEM_PIPELINES": {"arachne.crawler.pipelines.QueuePipeline": 100},
+        "EXTENSIONS": {"arachne.crawler.extensions.LiveStats": 100},
+        "ARACHNE_SETTINGS": settings,
+        "ARACHNE_REDIS_URL": redis_url,
+        "ARACHNE_CAMPAIGN": campaign,
+    }
+
+
+def run_crawl(
+    settings: Settings, redis_url: str, campaign: str, seeds: list[str], scope: Scope
+) -> dict[str, Any]:
+    """Crawl until the frontier is empty or the page cap is hit; returns Scrapy's stats."""
+    level = logging.getLogger().level or logging.WARNING
+    process = CrawlerProcess(scrapy_settings(settings, redis_url, campaign))
+    crawler = process.create_crawler(CampaignSpider)
+    process.crawl(crawler, campaign=campaign, seeds=seeds, scope=scope)
+    # Scrapy lowers the root logger to DEBUG; keep the CLI's choice (-v or not).
+    logging.getLogger().setLevel(level)
+    process.start()
+    return dict(crawler.stats.get_stats()) if crawler.stats else {}

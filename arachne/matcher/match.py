@@ -1,0 +1,72 @@
+"""Match decisions: exact digests, and PDQ near matches within each list's threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from arachne.matcher.hashing import ImageHashes
+from arachne.matcher.index import ExactIndex, LinearPDQIndex, PDQIndex
+from arachne.matcher.kinds import DIGESTS, PDQ
+
+# (entry id, list id, kind, value, threshold or None for the default)
+EntryRow = tuple[int, int, str, str, int | None]
+
+
+@dataclass(frozen=True)
+class MatchDecision:
+    entry_id: int
+    kind: str  # "exact" | "near"
+    hash_kind: str
+    distance: int
+    variant: str | None = None  # which dihedral variant of the image matched (PDQ)
+
+
+class Matcher:
+    def __init__(
+        self,
+        entries: Iterable[EntryRow],
+        *,
+        default_threshold: int = 31,
+        min_quality: int = 50,
+        pdq_index: PDQIndex | None = None,
+    ) -> None:
+        self.default_threshold = default_threshold
+        self.min_quality = min_quality
+        self.exact = ExactIndex()
+        self.pdq: PDQIndex = pdq_index if pdq_index is not None else LinearPDQIndex()
+        self._thresholds: dict[int, int] = {}
+        pdq_ids: list[int] = []
+        pdq_values: list[str] = []
+        for entry_id, _list_id, kind, value, threshold in entries:
+            if kind == PDQ.name:
+                pdq_ids.append(entry_id)
+                pdq_values.append(value)
+                self._thresholds[entry_id] = default_threshold if threshold is None else threshold
+            else:
+                self.exact.add(entry_id, kind, value)
+        self.pdq.add(pdq_ids, pdq_values)
+        self._max_threshold = max(self._thresholds.values(), default=default_threshold)
+
+    def __len__(self) -> int:
+        return len(self.exact) + len(self.pdq)
+
+    def match(self, hashes: ImageHashes) -> list[MatchDecision]:
+        decisions: list[MatchDecision] = []
+        for kind in DIGESTS:
+            value = getattr(hashes, kind.name)
+            for entry_id in self.exact.lookup(kind.name, value):
+                decisions.append(MatchDecision(entry_id, "exact", kind.name, 0))
+        if not hashes.pdq_variants or (hashes.pdq_quality or 0) < self.min_quality:
+            return decisions  # low-quality hashes are recorded but never matched
+        best: dict[int, tuple[int, str]] = {}
+        results = self.pdq.query(list(hashes.pdq_variants), self._max_threshold)
+        for variant, hits in zip(PDQ.VARIANTS, results, strict=True):
+            for entry_id, dist in hits:
+                if dist > self._thresholds[entry_id]:
+                    continue
+                if entry_id not in best or dist < best[entry_id][0]:
+                    best[entry_id] = (dist, variant)
+        for entry_id, (dist, variant) in sorted(best.items()):
+            decisions.append(MatchDecision(entry_id, "near", PDQ.name, dist, variant))
+        return decisions

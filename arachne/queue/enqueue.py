@@ -1,0 +1,112 @@
+"""Hand image references to the workers: per-campaign dedup, batches grouped by host.
+
+A URL is marked seen in Redis only when its batch is enqueued (one MULTI), so a crawler
+killed with references still buffered loses nothing: they are not "seen" and a re-crawl
+finds them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from redis import Redis
+from rq import Queue, Retry
+
+from arachne.queue import keys
+from arachne.queue import stats as st
+
+JOB_FUNC = "arachne.queue.jobs.process_batch"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image URL discovered on a page of a campaign."""
+
+    url: str
+    page: str | None
+    campaign: str
+
+
+def _key(url: str) -> str:
+    return hashlib.sha1(url.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
+
+
+class Enqueuer:
+    def __init__(
+        self,
+        redis: Redis,
+        queue: Queue,
+        campaign: str,
+        *,
+        batch_size: int = 200,
+        retries: int = 3,
+        job_timeout: int = 900,
+    ) -> None:
+        self.redis = redis
+        self.queue = queue
+        self.campaign = campaign
+        self.batch_size = batch_size
+        self.retry = Retry(max=retries) if retries else None
+        self.job_timeout = job_timeout
+        self.stats = st.Stats(redis, campaign)
+        self._buffer: dict[str, dict[str, ImageRef]] = defaultdict(dict)  # host → url → ref
+        self.jobs_enqueued = 0
+
+    def add(self, refs: Iterable[ImageRef]) -> int:
+        """Buffer new references; returns how many were new. Full batches are enqueued."""
+        fresh = [r for r in refs if not self._buffered(r.url)]
+        if not fresh:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for r in fresh:
+            pipe.sismember(keys.campaign_seen(self.campaign), _key(r.url))
+        seen = pipe.execute()
+        new = [r for r, was_seen in zip(fresh, seen, strict=True) if not was_seen]
+        for r in new:
+            self._buffer[_host(r.url)][r.url] = r
+        self.stats.inc_many({st.IMAGES_DUPLICATE: len(fresh) - len(new)})
+        for host, refs_of_host in list(self._buffer.items()):
+            if len(refs_of_host) >= self.batch_size:
+                self._enqueue(host)
+        return len(new)
+
+    def flush(self) -> None:
+        for host in list(self._buffer):
+            self._enqueue(host)
+
+    def pending(self) -> int:
+        return sum(len(v) for v in self._buffer.values())
+
+    def _buffered(self, url: str) -> bool:
+        return url in self._buffer.get(_host(url), {})
+
+    def _enqueue(self, host: str) -> None:
+        refs = list(self._buffer.pop(host, {}).values())
+        while refs:
+            chunk, refs = refs[: self.batch_size], refs[self.batch_size :]
+            payload = [{"url": r.url, "page": r.page} for r in chunk]
+            # One MULTI: the job and the "seen" marks land together or not at all.
+            pipe = self.redis.pipeline(transaction=True)
+            self.queue.enqueue(
+                JOB_FUNC,
+                self.campaign,
+                payload,
+                job_timeout=self.job_timeout,
+                retry=self.retry,
+                result_ttl=24 * 3600,
+                failure_ttl=30 * 24 * 3600,
+                description=f"{self.campaign}: {len(chunk)} images from {host}",
+                pipeline=pipe,
+            )
+            pipe.sadd(keys.campaign_seen(self.campaign), *(_key(r.url) for r in chunk))
+            pipe.execute()
+            self.jobs_enqueued += 1
+            self.stats.inc_many({st.IMAGES_QUEUED: len(chunk), st.JOBS_QUEUED: 1})
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()

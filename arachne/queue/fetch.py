@@ -1,0 +1,122 @@
+"""aiohttp image fetcher: bounded concurrency per host, timeouts, a byte cap, sniffing.
+
+Bytes stay in memory and are handed straight to the hasher; nothing here writes to disk.
+Every failure becomes a ``FetchResult`` with a short reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+
+# Headers worth keeping as evidence and for contact resolution (CDN detection).
+KEPT_HEADERS = ("server", "via", "x-cache", "cf-ray", "x-served-by", "x-amz-cf-id", "location")
+
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "jpeg"),
+    (0, b"\x89PNG\r\n\x1a\n", "png"),
+    (0, b"GIF87a", "gif"),
+    (0, b"GIF89a", "gif"),
+    (0, b"BM", "bmp"),
+    (0, b"II*\x00", "tiff"),
+    (0, b"MM\x00*", "tiff"),
+    (0, b"\x00\x00\x01\x00", "ico"),
+)
+
+
+def sniff_image(head: bytes) -> str | None:
+    """Image format from magic bytes, whatever the server's Content-Type claims."""
+    for offset, magic, name in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
+        return "heif"
+    return None
+
+
+@dataclass
+class FetchResult:
+    url: str
+    status: int | None = None
+    content: bytes | None = None
+    content_type: str | None = None
+    server_ip: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    detail: str | None = None
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    timeout: float = 20.0
+    max_bytes: int = 25 * 1024 * 1024
+    concurrency: int = 32
+    per_host: int = 6
+    user_agent: str = "ArachneBot/0.1"
+
+
+async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResult]:
+    """Fetch every URL; results in input order."""
+    connector = aiohttp.TCPConnector(
+        limit=config.concurrency, limit_per_host=config.per_host, ttl_dns_cache=300
+    )
+    timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=min(10, config.timeout))
+    headers = {"User-Agent": config.user_agent, "Accept": "image/*,*/*;q=0.5"}
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers, auto_decompress=True
+    ) as session:
+        return list(await asyncio.gather(*(_fetch_one(session, u, config) for u in urls)))
+
+
+async def _fetch_one(session: aiohttp.ClientSession, url: str, config: FetchConfig) -> FetchResult:
+    result = FetchResult(url=url)
+    started = time.monotonic()
+    try:
+        async with session.get(url, allow_redirects=True, max_redirects=5) as resp:
+            result.status = resp.status
+            result.content_type = resp.headers.get("Content-Type")
+            result.headers = {h: resp.headers[h] for h in KEPT_HEADERS if h in resp.headers}
+            peer = resp.connection.transport.get_extra_info("peername") if resp.connection else None
+            result.server_ip = peer[0] if peer else None
+            if resp.status >= 400:
+                result.error, result.detail = f"http_{resp.status}", resp.reason
+                return result
+            if (resp.content_length or 0) > config.max_bytes:
+                result.error = "too_large"
+                result.detail = f"Content-Length {resp.content_length} > {config.max_bytes}"
+                return result
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                body += chunk
+                if len(body) > config.max_bytes:
+                    result.error, result.detail = "too_large", f"over {config.max_bytes} bytes"
+                    return result
+    except TimeoutError:
+        result.error, result.detail = "timeout", f"no complete response in {config.timeout}s"
+        return result
+    except aiohttp.TooManyRedirects as exc:
+        result.error, result.detail = "redirect_loop", str(exc)
+        return result
+    except aiohttp.ClientConnectorError as exc:
+        result.error, result.detail = "connection_error", str(exc)
+        return result
+    except (aiohttp.ClientError, aiohttp.InvalidURL, ValueError) as exc:
+        result.error, result.detail = "http_error", f"{type(exc).__name__}: {exc}"
+        return result
+    finally:
+        result.elapsed = time.monotonic() - started
+    if not body:
+        result.error, result.detail = "empty", "empty response body"
+    elif sniff_image(bytes(body[:16])) is None:
+        result.error = "not_an_image"
+        result.detail = f"content does not look like an image (Content-Type {result.content_type})"
+    else:
+        result.content = bytes(body)
+    return result

@@ -1,0 +1,175 @@
+"""rq job functions: plain, importable, JSON arguments only, idempotent.
+
+A job carries a batch of image URLs of one campaign: fetch them concurrently, hash each
+in memory, match, and record everything in one transaction. A bad image becomes a
+recorded error; only infrastructure failures (store or Redis down) fail the job, and rq
+retries it (recording is idempotent, so a retry is safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis import Redis
+from sqlalchemy import func, select
+
+from arachne.matcher.hashing import hash_image_bytes
+from arachne.matcher.match import Matcher
+from arachne.queue import stats as st
+from arachne.queue.fetch import FetchConfig, fetch_many
+from arachne.settings import Settings
+from arachne.store.db import Store
+from arachne.store.models import Campaign, HashEntry, HashList
+from arachne.store.records import ImageOutcome, record_outcomes
+
+log = logging.getLogger(__name__)
+
+
+class WorkerContext:
+    """Per-process state a worker keeps between jobs: store, Redis, the loaded index."""
+
+    def __init__(self, settings: Settings, redis: Redis, store: Store) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.store = store
+        self.matcher: Matcher | None = None
+        self.generation: tuple[object, ...] | None = None
+        self.pid = os.getpid()
+        self._campaign_ids: dict[str, int] = {}
+
+    def refresh_if_stale(self) -> None:
+        """Reload the known-hash index when a list was imported or updated since."""
+        with self.store.session() as session:
+            generation = tuple(
+                session.execute(
+                    select(func.count(HashList.id), func.max(HashList.updated_at))
+                ).one()
+            )
+        if self.matcher is not None and generation == self.generation:
+            return
+        with self.store.session() as session:
+            rows = session.execute(
+                select(
+                    HashEntry.id,
+                    HashEntry.list_id,
+                    HashEntry.kind,
+                    HashEntry.value,
+                    func.coalesce(HashEntry.threshold, HashList.threshold),
+                )
+                .join(HashList, HashList.id == HashEntry.list_id)
+                .where(HashEntry.deleted_at.is_(None))
+            ).all()
+        self.matcher = Matcher(
+            ((r[0], r[1], r[2], r[3], r[4]) for r in rows),
+            default_threshold=self.settings.pdq_threshold,
+            min_quality=self.settings.pdq_min_quality,
+        )
+        self.generation = generation
+        log.info("loaded %d known hashes", len(self.matcher))
+
+    def in_this_process(self) -> None:
+        """After rq forks a work horse, don't share the parent's database sockets."""
+        if os.getpid() != self.pid:
+            self.store.engine.dispose(close=False)
+            self.pid = os.getpid()
+
+    def campaign_id(self, name: str) -> int:
+        if name not in self._campaign_ids:
+            with self.store.session() as session:
+                cid = session.scalar(select(Campaign.id).where(Campaign.name == name))
+            if cid is None:
+                raise LookupError(f"campaign {name!r} is not in the store")
+            self._campaign_ids[name] = cid
+        return self._campaign_ids[name]
+
+    def fetch_config(self) -> FetchConfig:
+        s = self.settings
+        return FetchConfig(
+            timeout=s.fetch_timeout,
+            max_bytes=s.fetch_max_bytes,
+            concurrency=s.fetch_concurrency,
+            per_host=s.fetch_per_host,
+            user_agent=s.user_agent,
+        )
+
+
+_context: WorkerContext | None = None
+
+
+def set_context(context: WorkerContext | None) -> None:
+    global _context
+    _context = context
+
+
+def get_context() -> WorkerContext:
+    """The worker's context; a process that runs jobs without `arachne worker` builds one."""
+    global _context
+    if _context is None:
+        from arachne.queue.connection import redis_from_settings
+
+        settings = Settings()
+        _context = WorkerContext(settings, redis_from_settings(settings), Store.open(settings))
+    _context.in_this_process()
+    return _context
+
+
+def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
+    """Fetch, hash, match and record one batch of ``{"url", "page"}`` image references."""
+    ctx = get_context()
+    ctx.refresh_if_stale()
+    assert ctx.matcher is not None
+    campaign_id = ctx.campaign_id(campaign)
+    urls = list(dict.fromkeys(str(r["url"]) for r in refs))
+    pages = {str(r["url"]): r.get("page") for r in refs}
+
+    fetched = asyncio.run(fetch_many(urls, ctx.fetch_config()))
+    outcomes: list[ImageOutcome] = []
+    for res in fetched:
+        outcome = ImageOutcome(
+            image_url=res.url,
+            page_url=pages.get(res.url),
+            host=(urlsplit(res.url).hostname or "").lower(),
+            http_status=res.status,
+            server_ip=res.server_ip,
+            content_type=res.content_type,
+            headers=res.headers,
+            error=res.error,
+            error_detail=res.detail,
+        )
+        if res.content is not None:
+            hashes = hash_image_bytes(res.content, max_pixels=ctx.settings.max_image_pixels)
+            res.content = None  # drop the bytes as soon as they are hashed
+            outcome.hashes = hashes
+            outcome.error, outcome.error_detail = hashes.error, hashes.error_detail
+            outcome.decisions = ctx.matcher.match(hashes)
+        outcomes.append(outcome)
+
+    with ctx.store.session() as session:
+        report = record_outcomes(session, campaign_id, outcomes)
+
+    counts: Counter[str] = Counter()
+    for o in outcomes:
+        if o.image_url not in report.new_urls:
+            continue  # already recorded by an earlier delivery of this job
+        counts[st.IMAGES_DONE] += 1
+        if o.hashes is None:
+            counts[st.FETCH_ERROR + (o.error or "unknown")] += 1
+            continue
+        counts[st.IMAGES_FETCHED] += 1
+        if o.error:
+            counts[st.HASH_ERROR + o.error] += 1
+            continue
+        counts[st.HASHED] += 1
+        if (o.hashes.pdq_quality or 0) < ctx.settings.pdq_min_quality:
+            counts[st.LOW_QUALITY] += 1
+        if o.decisions:
+            counts[st.IMAGES_MATCHED] += 1
+            exact = any(d.kind == "exact" for d in o.decisions)
+            counts[st.MATCH_EXACT if exact else st.MATCH_NEAR] += 1
+    st.Stats(ctx.redis, campaign).inc_many(counts)
+    return dict(counts)

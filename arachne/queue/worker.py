@@ -1,0 +1,40 @@
+"""`arachne worker`: an rq worker that keeps the known-hash index loaded between jobs.
+
+rq forks a work horse per job; the index is loaded (and refreshed after list imports) in
+the parent, so every fork inherits it copy-on-write instead of reloading it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from arachne.queue import jobs
+from arachne.queue.connection import image_queue
+from arachne.settings import Settings
+from arachne.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+class ArachneWorker(Worker):
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        context = jobs.get_context()
+        context.refresh_if_stale()
+        # Close the parent's pooled connections so the fork never shares a socket.
+        context.store.engine.dispose()
+        super().execute_job(job, queue)
+
+
+def run_worker(settings: Settings, redis: Redis, *, burst: bool = False) -> bool:
+    store = Store.open(settings)
+    jobs.set_context(jobs.WorkerContext(settings, redis, store))
+    jobs.get_context().refresh_if_stale()
+    worker = ArachneWorker(
+        [image_queue(redis, settings)], connection=redis, serializer=JSONSerializer
+    )
+    return worker.work(burst=burst, logging_level="WARNING")

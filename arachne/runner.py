@@ -1,0 +1,132 @@
+"""`arachne run`: one crawl process plus N worker processes, until the queue is drained.
+
+Processes, not threads: Scrapy's reactor runs once per process, and each rq worker uses
+one core for hashing. Children get the resolved Redis URL through their environment, so
+they share the embedded Valkey this process started (or the external Redis).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from arachne.queue import stats as st
+from arachne.queue.connection import image_queue
+from arachne.settings import Settings
+from arachne.store.campaigns import set_status, snapshot_stats
+from arachne.store.db import Store
+from arachne.store.summary import campaign_summary
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class QueueState:
+    queued: int
+    running: int
+    failed: int
+
+    @property
+    def idle(self) -> bool:
+        return self.queued == 0 and self.running == 0
+
+
+def queue_state(redis: Redis, settings: Settings) -> QueueState:
+    queue = image_queue(redis, settings)
+    return QueueState(
+        queued=queue.count,
+        running=StartedJobRegistry(queue=queue).count,
+        failed=FailedJobRegistry(queue=queue).count,
+    )
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Children write logs to our stderr so `--json` output on stdout stays clean.
+    return subprocess.Popen(
+        [sys.executable, "-m", "arachne", *args], env=env, stdout=sys.stderr, stderr=sys.stderr
+    )
+
+
+def run_campaign(
+    settings: Settings,
+    store: Store,
+    redis: Redis,
+    redis_url: str,
+    name: str,
+    *,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    interval: float = 1.0,
+) -> dict[str, Any]:
+    """Crawl ``name`` with workers running alongside; returns the campaign summary."""
+    env = settings.child_env()
+    env["REDIS_URL"] = env["ARACHNE_REDIS_URL"] = redis_url
+    with store.session() as session:
+        set_status(session, name, "running")
+    n_workers = workers or settings.workers
+    worker_procs = [_spawn(["worker"], env) for _ in range(n_workers)]
+    crawl = _spawn(["crawl", name], env)
+    stats = st.Stats(redis, name)
+    started = time.monotonic()
+    crawl_rc: int | None = None
+    try:
+        while True:
+            time.sleep(interval)
+            if crawl_rc is None:
+                crawl_rc = crawl.poll()
+            state = queue_state(redis, settings)
+            # Replace a worker that died (killed, OOM) so queued work is not stranded.
+            for i, proc in enumerate(worker_procs):
+                if proc.poll() is not None and not state.idle:
+                    worker_procs[i] = _spawn(["worker"], env)
+            if progress:
+                progress(
+                    {
+                        "elapsed": time.monotonic() - started,
+                        "crawling": crawl_rc is None,
+                        "queue": state,
+                        "live": stats.get_all(),
+                    }
+                )
+            if crawl_rc is not None and state.idle:
+                break
+    except KeyboardInterrupt:
+        crawl.terminate()
+        raise
+    finally:
+        _stop(worker_procs)
+        if crawl.poll() is None:
+            crawl.terminate()
+            crawl.wait(30)
+    live = stats.get_all()
+    with store.session() as session:
+        snapshot_stats(session, name, live)
+        set_status(session, name, "done" if crawl_rc == 0 else "failed")
+    with store.session() as session:
+        summary = campaign_summary(session, name, live)
+    summary["crawl_exit_code"] = crawl_rc
+    summary["jobs_failed"] = queue_state(redis, settings).failed
+    summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
+    return summary
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """Warm shutdown: rq finishes the job in hand on SIGTERM, then exits."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

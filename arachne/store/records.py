@@ -1,0 +1,158 @@
+"""Recording a worker batch: images, sightings and matches, idempotently.
+
+rq delivers at least once, so a batch may be recorded twice: every insert here is
+"on conflict do nothing" against a unique key (images.sha256, sightings (campaign, URL),
+matches (sighting, entry)), and a re-run changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from arachne.matcher.hashing import ImageHashes
+from arachne.matcher.match import MatchDecision
+from arachne.store.models import Image, Match, Sighting, utcnow
+
+
+def url_key(url: str) -> str:
+    return hashlib.sha1(url.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
+
+
+@dataclass
+class ImageOutcome:
+    """Everything learned about one image URL in a batch (never its bytes)."""
+
+    image_url: str
+    page_url: str | None
+    host: str
+    http_status: int | None = None
+    server_ip: str | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    hashes: ImageHashes | None = None
+    error: str | None = None
+    error_detail: str | None = None
+    decisions: list[MatchDecision] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecordReport:
+    new_sightings: int
+    new_matches: int
+    new_match_urls: int
+    new_images: int
+    new_urls: frozenset[str] = frozenset()
+
+
+def insert_ignore(session: Session, table: Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING for the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing()
+
+
+def record_outcomes(
+    session: Session, campaign_id: int, outcomes: Sequence[ImageOutcome]
+) -> RecordReport:
+    if not outcomes:
+        return RecordReport(0, 0, 0, 0)
+    image_ids, new_images = _upsert_images(session, [o.hashes for o in outcomes if o.hashes])
+
+    keys = {url_key(o.image_url): o for o in outcomes}
+    existing = set(
+        session.scalars(
+            select(Sighting.url_key).where(
+                Sighting.campaign_id == campaign_id, Sighting.url_key.in_(list(keys))
+            )
+        )
+    )
+    now = utcnow()
+    rows = [
+        {
+            "campaign_id": campaign_id,
+            "url_key": key,
+            "image_url": o.image_url,
+            "page_url": o.page_url,
+            "host": o.host,
+            "image_id": image_ids.get(o.hashes.sha256) if o.hashes else None,
+            "fetched_at": now,
+            "http_status": o.http_status,
+            "server_ip": o.server_ip,
+            "content_type": (o.content_type or "")[:200] or None,
+            "headers": o.headers,
+            "error": o.error,
+            "error_detail": (o.error_detail or "")[:2000] or None,
+        }
+        for key, o in keys.items()
+        if key not in existing
+    ]
+    if rows:
+        session.execute(insert_ignore(session, Sighting.__table__), rows)
+    sighting_ids = dict(
+        session.execute(
+            select(Sighting.url_key, Sighting.id).where(
+                Sighting.campaign_id == campaign_id, Sighting.url_key.in_(list(keys))
+            )
+        ).all()
+    )
+
+    match_rows = [
+        {
+            "campaign_id": campaign_id,
+            "sighting_id": sighting_ids[key],
+            "entry_id": d.entry_id,
+            "kind": d.kind,
+            "hash_kind": d.hash_kind,
+            "distance": d.distance,
+            "variant": d.variant,
+            "created_at": now,
+        }
+        for key, o in keys.items()
+        if key not in existing
+        for d in o.decisions
+    ]
+    if match_rows:
+        session.execute(insert_ignore(session, Match.__table__), match_rows)
+    return RecordReport(
+        new_sightings=len(rows),
+        new_matches=len(match_rows),
+        new_match_urls=len({r["sighting_id"] for r in match_rows}),
+        new_images=new_images,
+        new_urls=frozenset(r["image_url"] for r in rows),
+    )
+
+
+def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> tuple[dict[str, int], int]:
+    by_sha = {h.sha256: h for h in hashes}
+    if not by_sha:
+        return {}, 0
+    before = set(session.scalars(select(Image.sha256).where(Image.sha256.in_(list(by_sha)))))
+    rows = [
+        {
+            "sha256": h.sha256,
+            "md5": h.md5,
+            "sha1": h.sha1,
+            "pdq": h.pdq,
+            "pdq_quality": h.pdq_quality,
+            "width": h.width,
+            "height": h.height,
+            "format": h.format,
+            "size": h.size,
+            "first_seen_at": utcnow(),
+        }
+        for sha, h in by_sha.items()
+        if sha not in before
+    ]
+    if rows:
+        session.execute(insert_ignore(session, Image.__table__), rows)
+    ids = dict(
+        session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(by_sha)))).all()
+    )
+    return ids, len(rows)
