@@ -65,11 +65,13 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
     variables, REDIS_URL and DATABASE_URL. With neither URL set, Arachne runs on one
     machine with an embedded Valkey and a SQLite file in the data directory.
     """
+    level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # Filter at the handler too: Scrapy re-configures logger levels to DEBUG when it starts.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
     overrides: dict[str, Any] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     reporter_org: str = "Arachne hotline"
     reporter_email: str = "reports@hotline.invalid"
 
+    # demo
+    demo_photos_dir: Path | None = Field(
+        None, description="Benign photos for the demo site (default: ../shared/data/photos)."
+    )
+
     # dashboard
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8377

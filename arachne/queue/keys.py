@@ -20,11 +20,11 @@ def campaign_timeline(campaign: str) -> str:
     return f"{PREFIX}:campaign:{campaign}:timeline"
 
 
-def campaign_pending(campaign: str) -> str:
-    """HASH host -> buffered ImageRefs not yet in a job (lets a crawl resume its batches)."""
-    return f"{PREFIX}:campaign:{campaign}:pending"
-
-
 def crawl_scheduler(campaign: str) -> str:
     """Prefix for the crawler's own request queue / dupefilter keys."""
     return f"{PREFIX}:crawl:{campaign}"
+
+
+def campaign_keys(campaign: str) -> list[str]:
+    """Every key that belongs to one campaign (for resetting it)."""
+    return [campaign_seen(campaign), campaign_stats(campaign), campaign_timeline(campaign)]

@@ -12,7 +12,14 @@ from arachne.errors import CampaignExists
 from arachne.store.models import AuditLog, Campaign, utcnow
 from arachne.store.summary import get_campaign
 
-__all__ = ["create_campaign", "get_campaign", "list_campaigns", "set_status", "snapshot_stats"]
+__all__ = [
+    "create_campaign",
+    "delete_campaign",
+    "get_campaign",
+    "list_campaigns",
+    "set_status",
+    "snapshot_stats",
+]
 
 
 def create_campaign(
@@ -48,3 +55,20 @@ def set_status(session: Session, name: str, status: str) -> None:
 def snapshot_stats(session: Session, name: str, live: Mapping[str, int]) -> None:
     """Copy the live Redis counters into the store, so they outlive Redis."""
     get_campaign(session, name).stats = dict(live)
+
+
+def delete_campaign(session: Session, name: str) -> bool:
+    """Remove a campaign with its sightings and matches (notices stay, unlinked)."""
+    from sqlalchemy import delete
+
+    from arachne.store.models import Match, Notice, Sighting
+
+    campaign = session.scalar(select(Campaign).where(Campaign.name == name))
+    if campaign is None:
+        return False
+    session.execute(delete(Match).where(Match.campaign_id == campaign.id))
+    session.execute(delete(Sighting).where(Sighting.campaign_id == campaign.id))
+    session.query(Notice).filter(Notice.campaign_id == campaign.id).update({"campaign_id": None})
+    session.delete(campaign)
+    session.add(AuditLog(actor="cli", action="campaign.delete", detail={"name": name}))
+    return True

@@ -1,0 +1,355 @@
+"""Dashboard views: thin handlers over the store (system of record) and live Redis counters.
+
+Store and Redis reads block, so each request gathers everything it needs in one function run
+in a worker thread and renders on the event loop. Image URLs are shown as text, never as
+links or images: the dashboard must not become a way to view the material it tracks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from itertools import groupby
+from typing import Any, TypeVar
+
+from aiohttp import web
+from jinja2 import Environment
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from arachne.errors import ConfigError, UnknownCampaign
+from arachne.queue.connection import image_queue, redis_from_settings
+from arachne.queue.stats import Stats, errors_by_reason
+from arachne.settings import Settings
+from arachne.store.db import Store
+from arachne.store.models import Campaign, HashEntry, HashList, Host, Match, Notice, Sighting
+from arachne.store.summary import campaign_summary, get_campaign
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Rows of matched URLs shown on the campaign page; the JSON API pages through the rest.
+PAGE_MATCHES = 500
+#: Largest ``limit`` the JSON API accepts in one request.
+API_MAX_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """One read of Redis for a request: queue depth, raw counters, optional timeline."""
+
+    queue_depth: int
+    counters: dict[str, dict[str, int]]
+    timeline: dict[int, dict[str, int]]
+
+
+class LiveSource:
+    """Redis for live counters; every read returns None while Redis is unreachable."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._redis: Redis | None = None
+        if settings.redis_url:
+            # Short timeouts: a dead Redis should cost a page a moment, not hang it.
+            self._redis = Redis.from_url(
+                settings.redis_url, socket_connect_timeout=2, socket_timeout=5
+            )
+
+    def _client(self) -> Redis | None:
+        if self._redis is None:
+            try:
+                # Embedded Valkey: it may start (or restart on a new port) after the
+                # dashboard, so look for it again until one is found.
+                self._redis = redis_from_settings(self.settings)
+            except ConfigError:
+                return None
+        return self._redis
+
+    def figures(self, campaigns: list[str], timeline_of: str | None = None) -> LiveFigures | None:
+        redis = self._client()
+        if redis is None:
+            return None
+        try:
+            return LiveFigures(
+                queue_depth=image_queue(redis, self.settings).count,
+                counters={name: Stats(redis, name).get_all() for name in campaigns},
+                timeline=Stats(redis, timeline_of).timeline() if timeline_of else {},
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("live counters unavailable: %s", exc)
+            if not self.settings.redis_url:
+                self.close()
+            return None
+
+    def close(self) -> None:
+        redis, self._redis = self._redis, None
+        if redis is not None:
+            redis.close()
+
+
+STORE = web.AppKey("store", Store)
+LIVE = web.AppKey("live", LiveSource)
+TEMPLATES = web.AppKey("templates", Environment)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+# -- reads (blocking; run in a thread) -------------------------------------------------
+
+
+def read_overview(store: Store, live: LiveSource) -> dict[str, Any]:
+    with store.session() as session:
+        names = list(session.scalars(select(Campaign.name).order_by(Campaign.created_at.desc())))
+        figures = live.figures(names)
+        rows = [
+            campaign_summary(session, name, figures.counters.get(name) if figures else None)
+            for name in names
+        ]
+    return {
+        "live": figures is not None,
+        "queue_depth": figures.queue_depth if figures else None,
+        "campaigns": rows,
+    }
+
+
+def read_campaign(store: Store, live: LiveSource, name: str) -> dict[str, Any]:
+    """Everything the campaign page shows; raises UnknownCampaign."""
+    with store.session() as session:
+        campaign = get_campaign(session, name)
+        figures = live.figures([name], timeline_of=name)
+        counters = figures.counters.get(name) if figures else None
+        summary = campaign_summary(session, name, counters)
+        matches, total = _matches(session, campaign.id, PAGE_MATCHES, 0)
+        notices = _notices(session, campaign.id)
+    # Same fallback as campaign_summary: an empty live hash means the snapshot stands in.
+    counted = counters or dict(campaign.stats or {})
+    return {
+        "summary": summary,
+        "live": figures is not None,
+        "queue_depth": figures.queue_depth if figures else None,
+        "counters": counters,
+        "errors_by_reason": errors_by_reason(counted),
+        "timeline": figures.timeline if figures else {},
+        "matches": matches,
+        "matches_total": total,
+        "notices": notices,
+    }
+
+
+def read_matches(store: Store, name: str, limit: int, offset: int) -> dict[str, Any]:
+    with store.session() as session:
+        campaign = get_campaign(session, name)
+        rows, total = _matches(session, campaign.id, limit, offset)
+    return {"campaign": name, "total": total, "offset": offset, "matches": rows}
+
+
+def read_notices(store: Store, name: str) -> dict[str, Any]:
+    with store.session() as session:
+        campaign = get_campaign(session, name)
+        return {"campaign": name, "notices": _notices(session, campaign.id)}
+
+
+def _matches(
+    session: Session, campaign_id: int, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    # List name and category only: hash values and external ids stay out of the dashboard.
+    stmt = (
+        select(Match, Sighting, HashList.name, HashEntry.category)
+        .join(Sighting, Sighting.id == Match.sighting_id)
+        .join(HashEntry, HashEntry.id == Match.entry_id)
+        .join(HashList, HashList.id == HashEntry.list_id)
+        .where(Match.campaign_id == campaign_id)
+        .order_by(Sighting.host, Sighting.image_url, Match.distance, Match.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = [
+        {
+            "host": sighting.host,
+            "url": sighting.image_url,
+            "page_url": sighting.page_url,
+            "kind": match.kind,
+            "hash_kind": match.hash_kind,
+            "distance": match.distance,
+            "variant": match.variant,
+            "list": list_name,
+            "category": category,
+            "matched_at": _iso(match.created_at),
+        }
+        for match, sighting, list_name, category in session.execute(stmt).all()
+    ]
+    total = session.scalar(
+        select(func.count()).select_from(Match).where(Match.campaign_id == campaign_id)
+    )
+    return rows, int(total or 0)
+
+
+def _notices(session: Session, campaign_id: int) -> list[dict[str, Any]]:
+    stmt = (
+        select(Notice, Host.hostname)
+        .join(Host, Host.id == Notice.host_id)
+        .where(Notice.campaign_id == campaign_id)
+        .order_by(Notice.created_at.desc(), Notice.id.desc())
+    )
+    return [
+        {
+            "reference": notice.reference,
+            "host": hostname,
+            "recipient": notice.recipient,
+            "status": notice.status,
+            "channel": notice.channel,
+            "urls": len(notice.urls or []),
+            "cycle": notice.cycle,
+            "attempts": notice.attempts,
+            "created_at": _iso(notice.created_at),
+            "sent_at": _iso(notice.sent_at),
+        }
+        for notice, hostname in session.execute(stmt).all()
+    ]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def group_by_host(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows arrive sorted by host; one group per host with its distinct URL count."""
+    groups = []
+    for host, items in groupby(rows, key=lambda r: r["host"]):
+        matches = list(items)
+        groups.append({"host": host, "urls": len({m["url"] for m in matches}), "rows": matches})
+    return groups
+
+
+# -- /metrics ------------------------------------------------------------------------
+
+
+Sample = tuple[dict[str, str], int]
+
+
+def metrics_text(overview: dict[str, Any], queue_name: str) -> str:
+    """Prometheus text exposition format (0.0.4), written by hand."""
+    rows = overview["campaigns"]
+
+    def per_campaign(key: str) -> list[Sample]:
+        return [({"campaign": r["campaign"]}, r[key]) for r in rows]
+
+    families: list[tuple[str, str, str, list[Sample]]] = [
+        ("arachne_live_up", "gauge", "1 if live counters (Redis) are readable.",
+         [({}, int(overview["live"]))]),
+        ("arachne_pages_crawled_total", "counter", "Pages crawled.", per_campaign("pages")),
+        ("arachne_images_fetched_total", "counter", "Images fetched.",
+         per_campaign("images_fetched")),
+        ("arachne_images_hashed_total", "counter", "Image URLs recorded with a hash.",
+         per_campaign("images_hashed")),
+        ("arachne_matches_total", "counter", "Matched image URLs by match kind.",
+         [({"campaign": r["campaign"], "kind": kind}, r["matches"][kind])
+          for r in rows for kind in ("exact", "near")]),
+        ("arachne_notices_total", "counter", "Notices by status.",
+         [({"campaign": r["campaign"], "status": status}, n)
+          for r in rows for status, n in sorted(r["notices"].items()) if status != "total"]),
+    ]  # fmt: skip
+    if overview["queue_depth"] is not None:  # an unknown depth is absent, not 0
+        families.insert(1, ("arachne_queue_depth", "gauge", "Jobs waiting in the image queue.",
+                            [({"queue": queue_name}, overview["queue_depth"])]))  # fmt: skip
+    out: list[str] = []
+    for name, kind, help_, samples in families:
+        out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
+        for labels, value in samples:
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            out.append(f"{name}{{{text}}} {value}" if text else f"{name} {value}")
+    return "\n".join(out) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+# -- handlers ------------------------------------------------------------------------
+
+
+def render(
+    request: web.Request, template: str, context: dict[str, Any], status: int = 200
+) -> web.Response:
+    html = request.app[TEMPLATES].get_template(template).render(**context)
+    return web.Response(text=html, status=status, content_type="text/html")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=partial(json.dumps, default=str))
+
+
+async def _read(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking read in a thread; an unknown campaign becomes a 404."""
+    try:
+        return await asyncio.to_thread(fn, request.app[STORE], *args)
+    except UnknownCampaign as exc:
+        raise web.HTTPNotFound(text=str(exc)) from exc
+
+
+async def index(request: web.Request) -> web.Response:
+    data = await _read(request, read_overview, request.app[LIVE])
+    return render(request, "index.html", data)
+
+
+async def campaign(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    data = await _read(request, read_campaign, request.app[LIVE], name)
+    data["hosts"] = group_by_host(data["matches"])
+    data["refresh"] = data["summary"]["status"] == "running"
+    return render(request, "campaign.html", data)
+
+
+async def api_campaigns(request: web.Request) -> web.Response:
+    return json_response(await _read(request, read_overview, request.app[LIVE]))
+
+
+async def api_stats(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    data = await _read(request, read_campaign, request.app[LIVE], name)
+    return json_response(
+        {
+            **data["summary"],
+            "queue_depth": data["queue_depth"],
+            "live_available": data["live"],
+            "live": data["counters"],
+            "errors_by_reason": data["errors_by_reason"],
+        }
+    )
+
+
+async def api_matches(request: web.Request) -> web.Response:
+    limit = _int_param(request, "limit", 1000, 1, API_MAX_LIMIT)
+    offset = _int_param(request, "offset", 0, 0, None)
+    name = request.match_info["name"]
+    return json_response(await _read(request, read_matches, name, limit, offset))
+
+
+async def api_notices(request: web.Request) -> web.Response:
+    return json_response(await _read(request, read_notices, request.match_info["name"]))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    overview = await _read(request, read_overview, request.app[LIVE])
+    text = metrics_text(overview, request.app[SETTINGS].queue_name)
+    return web.Response(
+        body=text.encode(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+def _int_param(request: web.Request, key: str, default: int, low: int, high: int | None) -> int:
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{key} must be an integer") from None
+    return max(low, value if high is None else min(value, high))

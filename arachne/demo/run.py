@@ -1,0 +1,212 @@
+"""`arachne demo`: the whole pipeline against the benign demo site, on one machine.
+
+Embedded Valkey + SQLite under ``<data-dir>/demo``, the demo site on 127.0.0.2-4, a
+local SMTP server, a demo known-hash list, a campaign crawled by 2 workers, notices,
+and a check of the matched URL set against the site's ground truth.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+import arachne
+from arachne.crawler.scope import Scope
+from arachne.demo.mailbox import Mailbox, free_port
+from arachne.demo.site import DemoSiteThread, SiteManifest
+from arachne.errors import ConfigError
+from arachne.notices.send import send_notices
+from arachne.queue import keys
+from arachne.queue.connection import redis_from_url, redis_url_for
+from arachne.report import print_progress, print_summary
+from arachne.runner import run_campaign
+from arachne.settings import Settings
+from arachne.store.campaigns import create_campaign, delete_campaign
+from arachne.store.db import Store
+from arachne.store.hashlists import import_list
+from arachne.store.summary import campaign_matches, campaign_summary
+
+CAMPAIGN = "demo"
+LIST_NAME = "demo-known"
+
+
+def find_photos(settings: Settings) -> Path:
+    candidates = [settings.demo_photos_dir] if settings.demo_photos_dir else []
+    repo = Path(arachne.__file__).resolve().parents[1]
+    candidates += [
+        repo.parent / "shared" / "data" / "photos",
+        Path.cwd().parent / "shared/data/photos",
+    ]
+    for path in candidates:
+        if path and path.is_dir() and any(path.iterdir()):
+            return path
+    raise ConfigError(
+        "demo photos not found; set ARACHNE_DEMO_PHOTOS_DIR to a folder of benign photos "
+        f"(looked in: {', '.join(str(c) for c in candidates)})"
+    )
+
+
+def demo_settings(settings: Settings, smtp_port: int, contacts: Path) -> Settings:
+    demo_dir = settings.data_dir / "demo"
+    return settings.model_copy(
+        update={
+            "data_dir": demo_dir,
+            "contacts_file": contacts,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_port,
+            "smtp_starttls": False,
+            "smtp_user": None,
+            "smtp_password": None,
+            "fetch_timeout": min(settings.fetch_timeout, 10.0),
+            "batch_size": min(settings.batch_size, 100),
+            "workers": 2,
+        }
+    )
+
+
+def write_contacts(path: Path, manifest: SiteManifest) -> None:
+    lines = ["# Demo abuse contacts: host or IP -> email (operator overrides file)", "[hosts]"]
+    for i, host in enumerate(manifest.host_names):
+        lines.append(
+            f'"{host}" = {{ email = "abuse@hosting-{chr(97 + i)}.example", '
+            f'provider = "Demo Hosting {chr(65 + i)}" }}'
+        )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def verify(manifest: SiteManifest, matched: list[dict[str, Any]]) -> dict[str, Any]:
+    """Compare the matched URL set with the site's ground truth."""
+    got = {m["url"]: m["kind"] for m in matched}
+    expected = manifest.expected_matches
+    return {
+        "expected": len(expected),
+        "matched": len(got),
+        "false_positives": sorted(set(got) - set(expected)),
+        "missed": sorted(set(expected) - set(got)),
+        "kind_mismatches": sorted(u for u in set(got) & set(expected) if got[u] != expected[u]),
+        "ok": got == expected,
+    }
+
+
+def run_demo(
+    settings: Settings, *, keep: bool = False, serve: bool = False, quiet: bool = False
+) -> dict[str, Any]:
+    started = time.monotonic()
+    photos = find_photos(settings)
+    demo_dir = settings.data_dir / "demo"
+    if demo_dir.exists() and not keep:
+        shutil.rmtree(demo_dir)
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    say = (lambda *_a, **_k: None) if quiet else (lambda m: click.echo(m, err=True))
+
+    say(f"demo: building the benign demo site from {photos} ...")
+    with Mailbox() as mailbox, DemoSiteThread(photos) as manifest:
+        say(
+            f"demo: site up on {', '.join(manifest.hosts)}: {len(manifest.pages)} pages, "
+            f"{len(manifest.image_urls)} image URLs, seed {manifest.seed_url}"
+        )
+        contacts = demo_dir / "contacts.toml"
+        write_contacts(contacts, manifest)
+        s = demo_settings(settings, mailbox.port, contacts)
+        list_file = demo_dir / "known-list.txt"  # hashes of benign photos, never images
+        list_file.write_text(manifest.known_list_text)
+        store = Store.open(s)
+        report = import_list(store, LIST_NAME, list_file)
+        say(f"demo: imported list {LIST_NAME!r}: {report.by_kind}")
+
+        with redis_url_for(s) as redis_url:
+            redis = redis_from_url(redis_url)
+            redis.delete(*keys.campaign_keys(CAMPAIGN))
+            scope = Scope.for_seeds(
+                [manifest.seed_url], manifest.host_names, max_depth=8, max_pages=1000
+            )
+            with store.session() as session:
+                delete_campaign(session, CAMPAIGN)
+            with store.session() as session:
+                create_campaign(
+                    session, CAMPAIGN, [manifest.seed_url], scope.as_json(), actor="demo"
+                )
+
+            dash_port = free_port()
+            dash_env = s.child_env()
+            dash_env.update(
+                REDIS_URL=redis_url,
+                ARACHNE_REDIS_URL=redis_url,
+                ARACHNE_DASHBOARD_PORT=str(dash_port),
+            )
+            dashboard = subprocess.Popen(
+                [sys.executable, "-m", "arachne", "dashboard"],
+                env=dash_env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            dashboard_url = f"http://127.0.0.1:{dash_port}/campaigns/{CAMPAIGN}"
+            say(f"demo: dashboard at {dashboard_url}")
+            try:
+                say("demo: crawling with 2 workers ...")
+                summary = run_campaign(
+                    s,
+                    store,
+                    redis,
+                    redis_url,
+                    CAMPAIGN,
+                    workers=2,
+                    progress=None if quiet else print_progress,
+                )
+                say("")
+                sent = send_notices(store, s, CAMPAIGN)
+                with store.session() as session:
+                    summary = {
+                        **summary,
+                        **campaign_summary(session, CAMPAIGN, summary_live(redis)),
+                    }
+                    matched = campaign_matches(session, CAMPAIGN)
+                summary["notices_report"] = {
+                    "hosts": sent.hosts,
+                    "sent": sent.sent,
+                    "no_contact": sent.no_contact,
+                    "failed": sent.failed,
+                }
+                summary["smtp_messages_received"] = len(mailbox.messages)
+                summary["ground_truth"] = verify(manifest, matched)
+                summary["dashboard_url"] = dashboard_url
+                summary["data_dir"] = str(s.data_dir)
+                summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
+                if not quiet:
+                    print_summary(summary)
+                    gt = summary["ground_truth"]
+                    verdict = "matches ground truth" if gt["ok"] else "DIFFERS from ground truth"
+                    click.echo(
+                        f"matched URL set {verdict}: {gt['matched']} matched, {gt['expected']} "
+                        f"expected, {len(gt['false_positives'])} false positives, "
+                        f"{len(gt['missed'])} missed"
+                    )
+                    click.echo(
+                        f"notices received by the local SMTP server: {len(mailbox.messages)}"
+                    )
+                    click.echo(f"dashboard: {dashboard_url}")
+                    click.echo(f"finished in {summary['elapsed_seconds']} s")
+                if serve:
+                    click.echo("serving the demo site and dashboard; Ctrl-C to stop", err=True)
+                    try:
+                        while True:
+                            time.sleep(3600)
+                    except KeyboardInterrupt:
+                        pass
+            finally:
+                dashboard.terminate()
+                dashboard.wait(10)
+            store.dispose()
+    return summary
+
+
+def summary_live(redis: Any) -> dict[str, int]:
+    from arachne.queue.stats import Stats
+
+    return Stats(redis, CAMPAIGN).get_all()

@@ -1,0 +1,1 @@
+"""Hashing images, importing known-hash lists, and matching hashes against them."""

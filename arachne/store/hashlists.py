@@ -1,0 +1,332 @@
+"""Known-hash lists in the store: import (with updates and retractions), summaries, streaming.
+
+An import parses the whole file first, so a malformed file writes nothing. The writes then
+happen in one transaction, with Core bulk statements rather than one ORM object per row:
+a list of a million hashes must import in seconds, not hours.
+
+Re-importing a list under the same name is how plain lists are updated. For snapshot
+formats (text, CSV) the file *is* the list: entries it lacks are retracted (``deleted_at``
+set, the row kept so past matches still point at it), entries it brings back are restored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from arachne.matcher.lists import parse_list
+from arachne.matcher.lists.base import ListEntry, ParsedList, check_threshold
+from arachne.store.db import Store
+from arachne.store.models import HashEntry, HashList, utcnow
+
+_ENTRIES = HashEntry.__table__
+# Rows per INSERT executemany batch, ids per ``IN (...)`` list: well under SQLite's
+# 32,766-variable limit and PostgreSQL's 65,535 parameters, big enough to amortise trips.
+_INSERT_CHUNK = 10_000
+_ID_CHUNK = 900
+_STREAM_CHUNK = 10_000
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import changed.
+
+    ``added`` counts entries that became active (new ones and restored retracted ones);
+    ``retracted`` those that stopped being active; ``unchanged`` those active before and
+    after (their category, id or threshold may still have been updated). ``by_kind`` is
+    the list's active entries per hash kind after the import.
+    """
+
+    name: str
+    format: str
+    added: int
+    retracted: int
+    unchanged: int
+    by_kind: dict[str, int]
+
+    @property
+    def active(self) -> int:
+        return sum(self.by_kind.values())
+
+
+@dataclass(slots=True)
+class _Existing:
+    id: int
+    category: str | None
+    external_id: str | None
+    threshold: int | None
+    deleted: bool
+
+    def differs(self, entry: ListEntry) -> bool:
+        return (self.category, self.external_id, self.threshold) != (
+            entry.category,
+            entry.external_id,
+            entry.threshold,
+        )
+
+
+def import_list(
+    store: Store,
+    name: str,
+    path: Path,
+    *,
+    format: str | None = None,
+    kind: str | None = None,
+    threshold: int | None = None,
+    source: str | None = None,
+) -> ImportReport:
+    """Import (or update) list ``name`` from ``path``; see the module docstring.
+
+    ``threshold`` is the list's PDQ distance (None keeps the stored one, or the global
+    default for a new list). ``source`` says where the list came from (default: the path).
+    Raises ListFormatError, before writing anything, when the file is malformed.
+    """
+    if threshold is not None:
+        check_threshold(threshold)
+    path = Path(path)
+    parsed = parse_list(path, format=format, kind=kind)
+    now = utcnow()
+    with store.session() as session:
+        hash_list = _upsert_list(session, name, parsed.format, threshold, source or str(path), now)
+        added, retracted, unchanged = _apply(session, hash_list.id, parsed, now)
+        by_kind = _active_by_kind(session, hash_list.id)
+    return ImportReport(name, parsed.format, added, retracted, unchanged, by_kind)
+
+
+def _upsert_list(
+    session: Session,
+    name: str,
+    format: str,
+    threshold: int | None,
+    source: str,
+    now: datetime,
+) -> HashList:
+    # FOR UPDATE (PostgreSQL) makes a second import of the same list wait for this one
+    # instead of both computing a diff against the same old state.
+    hash_list = session.scalar(select(HashList).where(HashList.name == name).with_for_update())
+    if hash_list is None:
+        hash_list = HashList(
+            name=name,
+            format=format,
+            source=source,
+            threshold=threshold,
+            imported_at=now,
+            updated_at=now,
+        )
+        session.add(hash_list)
+    else:
+        hash_list.format = format
+        hash_list.source = source
+        hash_list.updated_at = now
+        if threshold is not None:
+            hash_list.threshold = threshold
+    session.flush()
+    return hash_list
+
+
+def _load_existing(session: Session, list_id: int) -> dict[tuple[str, str], _Existing]:
+    rows = session.execute(
+        select(
+            _ENTRIES.c.id,
+            _ENTRIES.c.kind,
+            _ENTRIES.c.value,
+            _ENTRIES.c.category,
+            _ENTRIES.c.external_id,
+            _ENTRIES.c.threshold,
+            _ENTRIES.c.deleted_at.is_not(None),
+        ).where(_ENTRIES.c.list_id == list_id)
+    )
+    return {
+        (kind, value): _Existing(id_, category, external_id, threshold, bool(deleted))
+        for id_, kind, value, category, external_id, threshold, deleted in rows
+    }
+
+
+def _apply(
+    session: Session, list_id: int, parsed: ParsedList, now: datetime
+) -> tuple[int, int, int]:
+    """Diff the parsed file against the stored list and write the difference."""
+    existing = _load_existing(session, list_id)
+    # A delta file that both lists and retracts a hash means it is gone: retraction wins.
+    withdrawn = {entry.key for entry in parsed.retractions}
+    entries = [e for e in parsed.entries if e.key not in withdrawn] if withdrawn else parsed.entries
+    new_rows: list[tuple[Any, ...]] = []
+    added_at = _db_value(session, _ENTRIES.c.added_at, now)
+    restore_ids: list[int] = []
+    metadata: list[dict[str, Any]] = []
+    unchanged = 0
+    seen: set[int] = set()
+    for entry in entries:
+        old = existing.get((entry.kind, entry.value))
+        if old is None:
+            new_rows.append(
+                (
+                    list_id,
+                    entry.kind,
+                    entry.value,
+                    entry.category,
+                    entry.external_id,
+                    entry.threshold,
+                    added_at,
+                )
+            )
+            continue
+        seen.add(old.id)
+        if old.deleted:
+            restore_ids.append(old.id)
+        else:
+            unchanged += 1
+        if old.differs(entry):
+            metadata.append(
+                {
+                    "_id": old.id,
+                    "category": entry.category,
+                    "external_id": entry.external_id,
+                    "threshold": entry.threshold,
+                }
+            )
+
+    if parsed.snapshot:
+        retract_ids = [
+            old.id for old in existing.values() if not old.deleted and old.id not in seen
+        ]
+    else:
+        retract_ids = [
+            old.id for key in withdrawn if (old := existing.get(key)) and not old.deleted
+        ]
+
+    _insert_rows(session, new_rows)
+    for chunk in _chunks(metadata, _INSERT_CHUNK):
+        session.execute(
+            update(_ENTRIES)
+            .where(_ENTRIES.c.id == bindparam("_id"))
+            .values(
+                category=bindparam("category"),
+                external_id=bindparam("external_id"),
+                threshold=bindparam("threshold"),
+            ),
+            chunk,
+        )
+    _set_deleted_at(session, restore_ids, None)
+    _set_deleted_at(session, retract_ids, now)
+    added = len(new_rows) + len(restore_ids)
+    return added, len(retract_ids), unchanged
+
+
+_INSERT_COLUMNS = ("list_id", "kind", "value", "category", "external_id", "threshold", "added_at")
+
+
+def _db_value(session: Session, column: Any, value: Any) -> Any:
+    """``value`` as the driver wants it for ``column`` (SQLite stores datetimes as text)."""
+    dialect = session.get_bind().dialect
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process(value) if process is not None else value
+
+
+def _insert_rows(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Insert entry rows straight through the driver's executemany.
+
+    Going through ``session.execute(insert(...), dicts)`` costs SQLAlchemy a per-row,
+    per-column parameter pass that was a third of a million-row import; the values here
+    are already in the driver's types (see ``_db_value``), so that pass buys nothing.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {_ENTRIES.name} ({', '.join(_INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join([marker] * len(_INSERT_COLUMNS))})"
+    )
+    # In index order, B-tree inserts touch neighbouring pages instead of random ones: at a
+    # million rows on SQLite that made the insert ~5x faster than file order.
+    rows.sort(key=itemgetter(1, 2))
+    for chunk in _chunks(rows, _INSERT_CHUNK):
+        connection.exec_driver_sql(sql, list(chunk))
+
+
+def _set_deleted_at(session: Session, ids: list[int], value: datetime | None) -> None:
+    for chunk in _chunks(ids, _ID_CHUNK):
+        session.execute(update(_ENTRIES).where(_ENTRIES.c.id.in_(chunk)).values(deleted_at=value))
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _active_by_kind(session: Session, list_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(_ENTRIES.c.kind, func.count())
+        .where(_ENTRIES.c.list_id == list_id, _ENTRIES.c.deleted_at.is_(None))
+        .group_by(_ENTRIES.c.kind)
+    )
+    return {kind: int(count) for kind, count in rows}
+
+
+def list_summaries(store: Store) -> list[dict[str, Any]]:
+    """One dict per list, by name: metadata and counts, never a hash value."""
+    with store.session() as session:
+        lists = session.scalars(select(HashList).order_by(HashList.name)).all()
+        active: dict[int, dict[str, int]] = {}
+        for list_id, kind, count in session.execute(
+            select(_ENTRIES.c.list_id, _ENTRIES.c.kind, func.count())
+            .where(_ENTRIES.c.deleted_at.is_(None))
+            .group_by(_ENTRIES.c.list_id, _ENTRIES.c.kind)
+        ):
+            active.setdefault(list_id, {})[kind] = int(count)
+        retracted = dict(
+            session.execute(
+                select(_ENTRIES.c.list_id, func.count())
+                .where(_ENTRIES.c.deleted_at.is_not(None))
+                .group_by(_ENTRIES.c.list_id)
+            ).all()
+        )
+        return [
+            {
+                "name": hl.name,
+                "format": hl.format,
+                "source": hl.source,
+                "threshold": hl.threshold,
+                "imported_at": hl.imported_at.isoformat(),
+                "updated_at": hl.updated_at.isoformat(),
+                "active": dict(sorted(active.get(hl.id, {}).items())),
+                "active_total": sum(active.get(hl.id, {}).values()),
+                "retracted": int(retracted.get(hl.id, 0)),
+            }
+            for hl in lists
+        ]
+
+
+def active_entries(
+    session: Session, kinds: Iterable[str] | None = None
+) -> Iterator[tuple[int, int, str, str, int | None]]:
+    """Stream ``(entry_id, list_id, kind, value, threshold)`` for every active entry.
+
+    ``threshold`` is the entry's own, else its list's, else None (the global default).
+    Rows arrive in id order, in batches, so a matcher can build an index over millions of
+    entries without holding ORM objects. ``kinds`` restricts to those hash kinds.
+    """
+    stmt = (
+        select(
+            _ENTRIES.c.id,
+            _ENTRIES.c.list_id,
+            _ENTRIES.c.kind,
+            _ENTRIES.c.value,
+            func.coalesce(_ENTRIES.c.threshold, HashList.threshold),
+        )
+        .join(HashList, HashList.id == _ENTRIES.c.list_id)
+        .where(_ENTRIES.c.deleted_at.is_(None))
+        .order_by(_ENTRIES.c.id)
+        .execution_options(yield_per=_STREAM_CHUNK)
+    )
+    if kinds is not None:
+        stmt = stmt.where(_ENTRIES.c.kind.in_(list(kinds)))
+    yield from map(tuple, session.execute(stmt))

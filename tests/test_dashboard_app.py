@@ -1,0 +1,407 @@
+"""Dashboard: real SQLite store, real Redis (db 11), the app served by aiohttp's TestServer."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis import Redis
+
+from arachne.dashboard import app as app_module
+from arachne.dashboard.app import create_app, run_dashboard, throughput_chart
+from arachne.dashboard.views import metrics_text
+from arachne.queue import keys
+from arachne.queue import stats as st
+from arachne.queue.connection import image_queue
+from arachne.settings import Settings
+from arachne.store.db import Store
+from arachne.store.models import (
+    Campaign,
+    HashEntry,
+    HashList,
+    Host,
+    Image,
+    Match,
+    Notice,
+    Sighting,
+)
+
+REDIS_URL = "redis://127.0.0.1:6379/11"
+PDQ_VALUE = "f" * 64  # a list entry's hash: must never reach the dashboard
+LIVE = {
+    st.PAGES_CRAWLED: 1234,
+    st.IMAGES_FOUND: 560,
+    st.IMAGES_QUEUED: 540,
+    st.IMAGES_FETCHED: 530,
+    st.HASHED: 520,
+    "fetch/error/timeout": 7,
+    "hash/error/decode": 3,
+}
+SNAPSHOT = {
+    st.PAGES_CRAWLED: 999,
+    st.IMAGES_FOUND: 88,
+    st.IMAGES_QUEUED: 77,
+    st.IMAGES_FETCHED: 66,
+    "fetch/error/too_large": 4,
+}
+
+
+def make_settings(data_dir: Path, redis_url: str | None) -> Settings:
+    return Settings(
+        data_dir=data_dir, redis_url=redis_url, database_url=None, queue_name="arachne-test"
+    )
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, REDIS_URL)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    store = Store.open(settings)
+    with store.session() as session:
+        seed(session)
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def live(redis: Redis, settings: Settings) -> None:
+    st.Stats(redis, "spring-sweep").inc_many(LIVE)
+    queue = image_queue(redis, settings)
+    for i in range(3):  # a string path: rq stores the name, nothing runs
+        queue.enqueue("arachne.queue.jobs.process_batch", i)
+
+
+def seed(session: Any) -> None:
+    when = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    running = Campaign(
+        name="spring-sweep",
+        seeds=["http://bad.example/"],
+        scope={},
+        status="running",
+        created_at=when,
+        started_at=when,
+        stats=SNAPSHOT,
+    )
+    finished = Campaign(
+        name="old-sweep", seeds=["http://old.example/"], scope={}, status="finished",
+        stats={st.PAGES_CRAWLED: 31}, created_at=datetime(2026, 10, 1, tzinfo=UTC),
+    )  # fmt: skip
+    session.add_all([running, finished])
+    images = [Image(sha256=c * 64, md5=c * 32, sha1=c * 40, pdq=c * 64, size=100) for c in "abcd"]
+    hash_list = HashList(name="sample-list", format="pdq")
+    md5_entry = HashEntry(hash_list=hash_list, kind="md5", value="a" * 32, category="A1")
+    pdq_entry = HashEntry(hash_list=hash_list, kind="pdq", value=PDQ_VALUE, category="B2")
+    session.add_all([*images, md5_entry, pdq_entry])
+    session.flush()
+
+    def sighting(url: str, host: str, image: Image | None, error: str | None = None) -> Sighting:
+        return Sighting(
+            campaign_id=running.id, url_key=url[-40:], image_url=url,
+            page_url=f"http://{host}/gallery", host=host, image=image, error=error,
+        )  # fmt: skip
+
+    s1 = sighting("http://bad.example/a.jpg?x=<b>", "bad.example", images[0])
+    s2 = sighting("http://bad.example/b.jpg", "bad.example", images[1])
+    s3 = sighting("http://cdn.other.example/c.png", "cdn.other.example", images[2])
+    s4 = sighting("http://clean.example/ok.jpg", "clean.example", images[3])
+    s5 = sighting("http://clean.example/slow.jpg", "clean.example", None, error="timeout")
+    session.add_all([s1, s2, s3, s4, s5])
+    session.flush()
+    session.add_all(
+        [
+            Match(campaign_id=running.id, sighting_id=s1.id, entry_id=md5_entry.id,
+                  kind="exact", hash_kind="md5", distance=0),
+            Match(campaign_id=running.id, sighting_id=s2.id, entry_id=pdq_entry.id,
+                  kind="near", hash_kind="pdq", distance=12, variant="rot90"),
+            Match(campaign_id=running.id, sighting_id=s3.id, entry_id=pdq_entry.id,
+                  kind="near", hash_kind="pdq", distance=20),
+        ]
+    )  # fmt: skip
+    bad = Host(hostname="bad.example", abuse_email="abuse@bad.example")
+    cdn = Host(hostname="cdn.other.example", is_cdn=True)
+    session.add_all([bad, cdn])
+    session.flush()
+    session.add_all(
+        [
+            Notice(reference="ARN-0001", campaign_id=running.id, host_id=bad.id,
+                   urls=[s1.image_url, s2.image_url], url_set_hash="h1",
+                   recipient="abuse@bad.example", xarf={}, body="...", status="sent",
+                   sent_at=datetime(2026, 11, 20, 10, 5, tzinfo=UTC)),
+            Notice(reference="ARN-0002", campaign_id=running.id, host_id=cdn.id,
+                   urls=[s3.image_url], url_set_hash="h2", xarf={}, body="...",
+                   status="pending"),
+        ]
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+
+
+async def get_text(client: TestClient, path: str, status: int = 200) -> str:
+    resp = await client.get(path)
+    text = await resp.text()
+    assert resp.status == status, text
+    return text
+
+
+def card(html: str, value: str, label: str) -> bool:
+    """A figure card showing exactly `value` above a label starting with `label`."""
+    pattern = rf'<div class="v">{re.escape(value)}</div>\s*<div class="k">{re.escape(label)}'
+    return re.search(pattern, html) is not None
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.mark.asyncio
+async def test_index_lists_campaigns_with_live_figures(settings, store, live) -> None:
+    async with client_for(settings) as client:
+        html = await get_text(client, "/")
+    assert card(html, "3", "jobs in the image queue")
+    assert card(html, "2", "campaigns")
+    assert 'href="/campaigns/spring-sweep"' in html
+    assert 'href="/campaigns/old-sweep"' in html
+    row = html[html.index("spring-sweep") : html.index("old-sweep")]
+    assert [*re.findall(r'<td class="n">([\d,]+)</td>', row)] == ["1,234", "560", "4", "3", "2"]
+    assert '<td class="n">31</td>' in html  # old-sweep: no live hash, snapshot stands in
+    assert "Live counters unavailable" not in html
+
+
+@pytest.mark.asyncio
+async def test_campaign_page_shows_figures(settings, store, live) -> None:
+    async with client_for(settings) as client:
+        html = await get_text(client, "/campaigns/spring-sweep")
+    for value, label in [
+        ("1,234", "pages crawled"),
+        ("560", "images found"),
+        ("540", "images queued"),
+        ("530", "images fetched"),
+        ("4", "images hashed"),
+        ("3", "matched URLs (1 exact, 2 near)"),
+        ("2", "hosts with matches"),
+        ("2", "notices"),
+        ("3", "jobs in the image queue"),
+    ]:
+        assert card(html, value, label), (value, label)
+    assert '<meta http-equiv="refresh" content="5">' in html  # running
+    assert "Live counters unavailable" not in html
+    # errors: live counters by reason next to sightings recorded with that error
+    assert re.search(r"<td>timeout</td><td class=\"n\">7</td>\s*<td class=\"n\">1</td>", html)
+    assert re.search(r"<td>decode</td><td class=\"n\">3</td>", html)
+    # throughput chart from the live timeline, drawn server-side
+    assert html.count("<polyline") == len(st.TIMELINE_STATS)
+    assert "pages crawled (1,234)" in html
+    # matches grouped per host, URLs escaped text, never links or images
+    assert "bad.example — 2 URLs" in html and "cdn.other.example — 1 URL<" in html
+    assert html.index("bad.example — 2") < html.index("http://bad.example/b.jpg")
+    assert html.index("http://bad.example/b.jpg") < html.index("cdn.other.example — 1")
+    assert "http://bad.example/a.jpg?x=&lt;b&gt;" in html and "?x=<b>" not in html
+    assert "pdq (rot90)" in html and '<td class="n">12</td>' in html
+    assert "sample-list" in html and "B2" in html
+    assert "<img" not in html and 'href="http://bad' not in html and PDQ_VALUE not in html
+    # notices
+    assert "ARN-0001" in html and "ARN-0002" in html
+    assert "abuse@bad.example" in html and "2026-11-20 10:05 UTC" in html
+    assert '<span class="badge sent">sent</span></td><td class="n">1</td>' in html
+
+
+@pytest.mark.asyncio
+async def test_finished_campaign_does_not_refresh(settings, store, live) -> None:
+    async with client_for(settings) as client:
+        html = await get_text(client, "/campaigns/old-sweep")
+    assert card(html, "31", "pages crawled")
+    assert 'http-equiv="refresh"' not in html
+    assert "No matches." in html and "No notices yet." in html
+
+
+@pytest.mark.asyncio
+async def test_api_stats(settings, store, live) -> None:
+    async with client_for(settings) as client:
+        resp = await client.get("/api/campaigns/spring-sweep/stats")
+        data = await resp.json()
+    assert resp.status == 200
+    assert data["campaign"] == "spring-sweep" and data["status"] == "running"
+    assert data["pages"] == 1234 and data["images_fetched"] == 530
+    assert data["images_hashed"] == 4 and data["images_recorded"] == 5
+    assert data["matches"] == {"urls": 3, "exact": 1, "near": 2}
+    assert data["hosts_with_matches"] == 2
+    assert data["notices"] == {"total": 2, "sent": 1, "pending": 1}
+    assert data["queue_depth"] == 3 and data["live_available"] is True
+    assert data["live"] == LIVE
+    assert data["errors_by_reason"] == {"timeout": 7, "decode": 3}
+
+
+@pytest.mark.asyncio
+async def test_api_campaigns_matches_notices(settings, store, live) -> None:
+    async with client_for(settings) as client:
+        listing = await (await client.get("/api/campaigns")).json()
+        matches = await (await client.get("/api/campaigns/spring-sweep/matches")).json()
+        page = await (
+            await client.get("/api/campaigns/spring-sweep/matches?limit=1&offset=1")
+        ).json()
+        notices = await (await client.get("/api/campaigns/spring-sweep/notices")).json()
+        bad = await client.get("/api/campaigns/spring-sweep/matches?limit=x")
+        bad_body = await bad.json()
+    assert listing["queue_depth"] == 3 and listing["live"] is True
+    assert [c["campaign"] for c in listing["campaigns"]] == ["spring-sweep", "old-sweep"]
+    assert {c["campaign"]: c["pages"] for c in listing["campaigns"]} == {
+        "spring-sweep": 1234,
+        "old-sweep": 31,
+    }
+    assert matches["total"] == 3
+    assert [(m["host"], m["kind"], m["distance"], m["list"]) for m in matches["matches"]] == [
+        ("bad.example", "exact", 0, "sample-list"),
+        ("bad.example", "near", 12, "sample-list"),
+        ("cdn.other.example", "near", 20, "sample-list"),
+    ]
+    assert matches["matches"][0]["url"] == "http://bad.example/a.jpg?x=<b>"
+    assert PDQ_VALUE not in str(matches)
+    assert [m["distance"] for m in page["matches"]] == [12] and page["total"] == 3
+    by_ref = {n["reference"]: n for n in notices["notices"]}
+    assert by_ref["ARN-0001"]["host"] == "bad.example"
+    assert by_ref["ARN-0001"]["recipient"] == "abuse@bad.example"
+    assert by_ref["ARN-0001"]["sent_at"].startswith("2026-11-20T10:05")
+    assert by_ref["ARN-0002"]["status"] == "pending" and by_ref["ARN-0002"]["urls"] == 1
+    assert bad.status == 400 and bad_body == {"error": "limit must be an integer"}
+
+
+@pytest.mark.asyncio
+async def test_metrics(settings, store, live) -> None:
+    async with client_for(settings) as client:
+        resp = await client.get("/metrics")
+        text = await resp.text()
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    lines = set(text.splitlines())
+    for line in [
+        "arachne_live_up 1",
+        'arachne_queue_depth{queue="arachne-test"} 3',
+        'arachne_pages_crawled_total{campaign="spring-sweep"} 1234',
+        'arachne_pages_crawled_total{campaign="old-sweep"} 31',
+        'arachne_images_fetched_total{campaign="spring-sweep"} 530',
+        'arachne_matches_total{campaign="spring-sweep",kind="exact"} 1',
+        'arachne_matches_total{campaign="spring-sweep",kind="near"} 2',
+        'arachne_notices_total{campaign="spring-sweep",status="sent"} 1',
+        'arachne_notices_total{campaign="spring-sweep",status="pending"} 1',
+        "# TYPE arachne_matches_total counter",
+    ]:
+        assert line in lines, line
+    assert not any('status="total"' in line for line in lines)
+
+
+def test_metrics_escapes_label_values() -> None:
+    row = {
+        "campaign": 'a"b\\c\nd', "pages": 1, "images_fetched": 2, "images_hashed": 2,
+        "matches": {"exact": 0, "near": 0}, "notices": {"total": 0},
+    }  # fmt: skip
+    text = metrics_text({"live": False, "queue_depth": None, "campaigns": [row]}, "q")
+    assert 'arachne_pages_crawled_total{campaign="a\\"b\\\\c\\nd"} 1' in text.splitlines()
+    assert "arachne_queue_depth" not in text  # unknown depth is absent, not 0
+
+
+@pytest.mark.asyncio
+async def test_unknown_campaign_is_404(settings, store, live) -> None:
+    async with client_for(settings) as client:
+        html = await get_text(client, "/campaigns/nope", status=404)
+        assert "no campaign named &#39;nope&#39;" in html and "<h1>404</h1>" in html
+        for path in ("stats", "matches", "notices"):
+            resp = await client.get(f"/api/campaigns/nope/{path}")
+            assert resp.status == 404
+            assert "nope" in (await resp.json())["error"]
+        missing = await client.get("/api/nothing-here")
+        assert missing.status == 404 and (await missing.json()) == {"error": "Not Found"}
+        assert "<h1>404</h1>" in await get_text(client, "/no/such/page", status=404)
+
+
+@pytest.mark.asyncio
+async def test_redis_down_shows_store_snapshot(tmp_path, store) -> None:
+    settings = make_settings(tmp_path, closed_port_url())
+    async with client_for(settings) as client:
+        html = await get_text(client, "/campaigns/spring-sweep")
+        index = await get_text(client, "/")
+        data = await (await client.get("/api/campaigns/spring-sweep/stats")).json()
+        metrics = await get_text(client, "/metrics")
+    assert "Live counters unavailable" in html and "Live counters unavailable" in index
+    assert card(html, "999", "pages crawled") and card(html, "66", "images fetched")
+    assert card(html, "3", "matched URLs") and card(html, "–", "jobs in the image queue")
+    assert "No throughput timeline (live counters unavailable)" in html
+    assert card(index, "–", "jobs in the image queue")
+    assert data["live_available"] is False and data["live"] is None
+    assert data["queue_depth"] is None and data["pages"] == 999
+    assert data["errors_by_reason"] == {"too_large": 4}
+    assert "arachne_live_up 0" in metrics and "arachne_queue_depth" not in metrics
+    assert 'arachne_pages_crawled_total{campaign="spring-sweep"} 999' in metrics
+
+
+@pytest.mark.asyncio
+async def test_no_embedded_valkey_running_shows_snapshot(tmp_path, store) -> None:
+    # No REDIS_URL and no embedded server for this data dir: live counters are unavailable.
+    async with client_for(make_settings(tmp_path, None)) as client:
+        html = await get_text(client, "/campaigns/spring-sweep")
+    assert "Live counters unavailable" in html and card(html, "999", "pages crawled")
+
+
+@pytest.mark.asyncio
+async def test_timeline_minutes_reach_the_chart(settings, store, redis) -> None:
+    timeline = keys.campaign_timeline("spring-sweep")
+    redis.hset(timeline, mapping={f"1000/{st.PAGES_CRAWLED}": 40, f"1002/{st.HASHED}": 9})
+    async with client_for(settings) as client:
+        html = await get_text(client, "/campaigns/spring-sweep")
+    assert "pages crawled (40)" in html and "images hashed (9)" in html
+    assert "16:40" in html and "16:42 UTC" in html  # minute 1000 = 16:40 UTC
+
+
+def test_throughput_chart_geometry() -> None:
+    chart = throughput_chart({100: {st.PAGES_CRAWLED: 10}, 102: {st.PAGES_CRAWLED: 5}})
+    assert chart is not None
+    pages = next(line for line in chart["lines"] if line["label"] == "pages crawled")
+    points = [tuple(map(float, p.split(","))) for p in pages["points"].split()]
+    assert len(points) == 3  # the empty minute between is drawn as 0
+    top, bottom = chart["y_ticks"][-1]["y"], chart["y_ticks"][0]["y"]
+    assert [y for _, y in points] == [top, bottom, (top + bottom) / 2]
+    assert points[0][0] == chart["left"] and points[-1][0] == chart["right"]
+    assert pages["total"] == 15
+    assert throughput_chart({}) is None
+    single = throughput_chart({100: {st.HASHED: 1}})
+    assert single is not None and len(single["lines"][0]["points"].split()) == 2
+
+
+def test_run_dashboard_serves_on_configured_address(tmp_path, monkeypatch) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_run_app(app: Any, host: str, port: int, **_: Any) -> None:
+        seen.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr(app_module.web, "run_app", fake_run_app)
+    settings = make_settings(tmp_path, REDIS_URL).model_copy(
+        update={"dashboard_host": "0.0.0.0", "dashboard_port": 9123}
+    )
+    run_dashboard(settings)
+    assert (seen["host"], seen["port"]) == ("0.0.0.0", 9123)
+    assert {r.name for r in seen["app"].router.resources()} >= {"index", "campaign", "metrics"}

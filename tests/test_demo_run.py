@@ -1,0 +1,42 @@
+"""The README's demo command, run as an operator would: `arachne demo --json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_arachne_demo_json_runs_the_whole_pipeline(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "arachne", "--data-dir", str(tmp_path / "data"), "demo", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # stdout is exactly one JSON object
+    assert summary["ground_truth"]["ok"], summary["ground_truth"]
+    assert summary["ground_truth"]["expected"] >= 40
+    assert summary["pages"] >= 200 and summary["images_queued"] >= 1000
+    assert summary["matches"]["exact"] > 0 and summary["matches"]["near"] > 0
+    assert summary["hosts_with_matches"] >= 3
+    assert summary["smtp_messages_received"] == summary["hosts_with_matches"]
+    assert summary["notices"]["sent"] == summary["hosts_with_matches"]
+    assert set(summary["errors"]["by_reason"]) == {
+        "http_404",
+        "not_an_image",
+        "truncated",
+        "decompression_bomb",
+    }
+    data_dir = Path(summary["data_dir"])
+    assert (data_dir / "arachne.db").is_file()
+    assert list((data_dir / "valkey").rglob("*.aof"))
