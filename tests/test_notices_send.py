@@ -407,17 +407,63 @@ def test_no_contact_is_sent_once_an_override_appears(
         assert host is not None and host.abuse_email == "abuse@nobody.example"
 
 
+class Crashing:
+    """Stands in for a process killed mid-delivery (not a DeliveryError)."""
+
+    channel = "smtp"
+
+    def deliver(self, rendered: Any, recipient: str) -> None:
+        raise RuntimeError("killed")
+
+
+@pytest.mark.parametrize("first_outcome", ["failed", "pending"])
 def test_unsent_notice_is_superseded_by_a_larger_one(
+    store: Store, settings: Settings, world: World, smtp: tuple[Sink, int], first_outcome: str
+) -> None:
+    sink, port = smtp
+    if first_outcome == "failed":
+        send(store, settings, free_port())
+    else:
+        with pytest.raises(RuntimeError):
+            send_notices(store, settings, "test", notifier=Crashing(), now=T0)
+    assert notices(store)[B][0].status == first_outcome
+    new_url = world.sighting(B, "x2.png", "127.0.0.3")
+    send(store, settings, port)
+    rows = notices(store)[B]
+    assert [(n.status, len(n.urls)) for n in rows] == [("superseded", 1), ("sent", 2)]
+    assert new_url in rows[1].urls
+    assert rows[0].last_error == f"superseded by {rows[1].reference}"
+    assert sum(1 for e in sink.envelopes if e.rcpt_tos == ["abuse@example.org"]) == 1
+
+
+def test_unsent_notice_with_other_urls_is_not_superseded(
     store: Store, settings: Settings, world: World, smtp: tuple[Sink, int]
 ) -> None:
     sink, port = smtp
-    send(store, settings, free_port())  # all fail
-    new_url = world.sighting(A, "img/3.jpg", "127.0.0.2")
+    # Campaign "other" matched a different URL on host A; its notice failed.
+    send_notices(store, settings, "other", notifier=smtp_notifier(free_port()), now=T0)
     send(store, settings, port)
     rows = notices(store)[A]
-    assert [(n.status, len(n.urls)) for n in rows] == [("superseded", 2), ("sent", 3)]
-    assert new_url in rows[1].urls
-    assert sum(1 for e in sink.envelopes if e.rcpt_tos == ["abuse@host-a.example"]) == 1
+    assert [(n.status, n.urls) for n in rows] == [
+        ("failed", [f"http://{A}/img/other-campaign.jpg"]),
+        ("sent", sorted(EXPECTED[A])),
+    ]
+
+
+def test_crash_mid_delivery_leaves_a_pending_notice_that_is_retried(
+    store: Store, settings: Settings, world: World, smtp: tuple[Sink, int]
+) -> None:
+    sink, port = smtp
+    with pytest.raises(RuntimeError):
+        send_notices(store, settings, "test", notifier=Crashing(), now=T0)
+    before = notices(store)
+    assert [(h, n.status, n.attempts) for h, ns in before.items() for n in ns] == [
+        (B, "pending", 0)  # hosts go in name order; the crash stopped the run at the first
+    ]
+    report = send(store, settings, port)
+    assert (report.sent, report.no_contact) == (2, 1)
+    after = notices(store)[B]
+    assert [(n.id, n.status, n.attempts) for n in after] == [(before[B][0].id, "sent", 1)]
 
 
 def test_defaults_come_from_settings(

@@ -19,12 +19,27 @@ _LAZY_SRCSETS = ("data-srcset", "data-lazy-srcset")
 
 def srcset_urls(srcset: str) -> list[str]:
     """Candidate URLs of a srcset ("a.jpg 1x, b.jpg 2x"); descriptors dropped."""
+    # HTML's srcset parsing rules: a URL is a run of non-whitespace (it may contain commas),
+    # trailing commas end it; otherwise its descriptors run to the next comma outside
+    # parentheses ("a.jpg 1x,b.jpg 2x" is two candidates).
     urls = []
-    # A candidate ends at a comma followed by whitespace (URLs may contain bare commas).
-    for candidate in re.split(r",\s+", srcset.strip()):
-        url = candidate.strip().split()[0] if candidate.strip() else ""
+    pos, end = 0, len(srcset)
+    while pos < end:
+        while pos < end and (srcset[pos].isspace() or srcset[pos] == ","):
+            pos += 1
+        start = pos
+        while pos < end and not srcset[pos].isspace():
+            pos += 1
+        url = srcset[start:pos]
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            depth = 0
+            while pos < end and not (srcset[pos] == "," and depth == 0):
+                depth += {"(": 1, ")": -1 if depth else 0}.get(srcset[pos], 0)
+                pos += 1
         if url:
-            urls.append(url.rstrip(","))
+            urls.append(url)
     return urls
 
 

@@ -7,9 +7,12 @@ always lower-case hex ``str``.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import ClassVar, Protocol
 
 import numpy as np
+
+_HEX = re.compile(r"[0-9a-f]*")
 
 
 class HashKind(Protocol):
@@ -32,10 +35,9 @@ class _HexKind:
         v = value.strip().lower()
         if len(v) != cls.hex_length:
             raise ValueError(f"{cls.name} must be {cls.hex_length} hex digits, got {len(v)}")
-        try:
-            int(v, 16)
-        except ValueError:
-            raise ValueError(f"{cls.name} is not hexadecimal") from None
+        # Not int(v, 16): it would accept "0x", a sign and underscores.
+        if not _HEX.fullmatch(v):
+            raise ValueError(f"{cls.name} is not hexadecimal")
         return v
 
 

@@ -41,9 +41,10 @@ from arachne.store.summary import get_campaign
 
 AUDIT_ACTOR = "arachne.notices"
 FIRST_CYCLE = 0
-# Unsent notices: retried on the next call (pending = a run stopped between recording the
-# notice and learning the delivery outcome).
-RETRY_STATUSES = ("failed", "no_contact", "pending")
+# Notices not (yet) delivered. A later call retries them on the same row when the URL set
+# is unchanged, or retires them as "superseded" when a new notice covers all their URLs.
+# "pending" means a run stopped between recording the notice and learning the outcome.
+UNSENT_STATUSES = ("failed", "no_contact", "pending")
 
 
 class NoticeOutcome(NamedTuple):
@@ -198,16 +199,11 @@ def _collect_matches(session: Session, campaign_id: int) -> dict[str, _HostMatch
             )
             if server_ip:
                 hm.ips[server_ip] += 1
-        acc.detected_at = min(acc.detected_at, matched_at, key=_as_utc)
+        acc.detected_at = min(acc.detected_at, matched_at)
         acc.kinds.add(kind)
         acc.lists.add(list_name)
         acc.categories.add(category)
     return by_host
-
-
-def _as_utc(when: datetime) -> datetime:
-    # SQLite returns naive datetimes; PostgreSQL aware ones. Compare them as UTC.
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
 def _notify_host(
@@ -334,7 +330,7 @@ def _supersede_older(session: Session, host_id: int, urls: set[str], reference: 
         select(Notice).where(
             Notice.host_id == host_id,
             Notice.cycle == FIRST_CYCLE,
-            Notice.status.in_(RETRY_STATUSES),
+            Notice.status.in_(UNSENT_STATUSES),
             Notice.reference != reference,
         )
     )

@@ -40,6 +40,19 @@ def sniff_image(head: bytes) -> str | None:
     return None
 
 
+class _PeerResponse(aiohttp.ClientResponse):
+    """Records the server's address when the response starts: ``resp.connection`` is
+    already released (None) by the time a small response is handed back."""
+
+    peer_ip: str | None = None
+
+    async def start(self, connection: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        transport = connection.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        self.peer_ip = peer[0] if peer else None
+        return await super().start(connection)
+
+
 @dataclass
 class FetchResult:
     url: str
@@ -70,7 +83,11 @@ async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResu
     timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=min(10, config.timeout))
     headers = {"User-Agent": config.user_agent, "Accept": "image/*,*/*;q=0.5"}
     async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, headers=headers, auto_decompress=True
+        connector=connector,
+        timeout=timeout,
+        headers=headers,
+        auto_decompress=True,
+        response_class=_PeerResponse,
     ) as session:
         return list(await asyncio.gather(*(_fetch_one(session, u, config) for u in urls)))
 
@@ -83,8 +100,7 @@ async def _fetch_one(session: aiohttp.ClientSession, url: str, config: FetchConf
             result.status = resp.status
             result.content_type = resp.headers.get("Content-Type")
             result.headers = {h: resp.headers[h] for h in KEPT_HEADERS if h in resp.headers}
-            peer = resp.connection.transport.get_extra_info("peername") if resp.connection else None
-            result.server_ip = peer[0] if peer else None
+            result.server_ip = getattr(resp, "peer_ip", None)
             if resp.status >= 400:
                 result.error, result.detail = f"http_{resp.status}", resp.reason
                 return result

@@ -24,7 +24,8 @@ from arachne.queue import stats as st
 from arachne.queue.fetch import FetchConfig, fetch_many
 from arachne.settings import Settings
 from arachne.store.db import Store
-from arachne.store.models import Campaign, HashEntry, HashList
+from arachne.store.hashlists import active_entries
+from arachne.store.models import Campaign, HashList
 from arachne.store.records import ImageOutcome, record_outcomes
 
 log = logging.getLogger(__name__)
@@ -53,19 +54,9 @@ class WorkerContext:
         if self.matcher is not None and generation == self.generation:
             return
         with self.store.session() as session:
-            rows = session.execute(
-                select(
-                    HashEntry.id,
-                    HashEntry.list_id,
-                    HashEntry.kind,
-                    HashEntry.value,
-                    func.coalesce(HashEntry.threshold, HashList.threshold),
-                )
-                .join(HashList, HashList.id == HashEntry.list_id)
-                .where(HashEntry.deleted_at.is_(None))
-            ).all()
+            rows = list(active_entries(session))
         self.matcher = Matcher(
-            ((r[0], r[1], r[2], r[3], r[4]) for r in rows),
+            rows,
             default_threshold=self.settings.pdq_threshold,
             min_quality=self.settings.pdq_min_quality,
         )

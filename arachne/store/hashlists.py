@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from arachne.matcher.lists import parse_list
-from arachne.matcher.lists.base import ListEntry, ParsedList, check_threshold
+from arachne.matcher.lists.base import ParsedList, check_threshold
 from arachne.store.db import Store
 from arachne.store.models import HashEntry, HashList, utcnow
 
@@ -56,20 +56,9 @@ class ImportReport:
         return sum(self.by_kind.values())
 
 
-@dataclass(slots=True)
-class _Existing:
-    id: int
-    category: str | None
-    external_id: str | None
-    threshold: int | None
-    deleted: bool
-
-    def differs(self, entry: ListEntry) -> bool:
-        return (self.category, self.external_id, self.threshold) != (
-            entry.category,
-            entry.external_id,
-            entry.threshold,
-        )
+# A stored entry as the diff needs it: (id, retracted?, (category, external_id, threshold)).
+# Plain tuples, not objects: a million of them are built on every re-import.
+_Existing = tuple[int, bool, tuple[str | None, str | None, int | None]]
 
 
 def import_list(
@@ -141,10 +130,12 @@ def _load_existing(session: Session, list_id: int) -> dict[tuple[str, str], _Exi
             _ENTRIES.c.external_id,
             _ENTRIES.c.threshold,
             _ENTRIES.c.deleted_at.is_not(None),
-        ).where(_ENTRIES.c.list_id == list_id)
+        )
+        .where(_ENTRIES.c.list_id == list_id)
+        .execution_options(yield_per=_STREAM_CHUNK)
     )
     return {
-        (kind, value): _Existing(id_, category, external_id, threshold, bool(deleted))
+        (kind, value): (id_, bool(deleted), (category, external_id, threshold))
         for id_, kind, value, category, external_id, threshold, deleted in rows
     }
 
@@ -153,54 +144,37 @@ def _apply(
     session: Session, list_id: int, parsed: ParsedList, now: datetime
 ) -> tuple[int, int, int]:
     """Diff the parsed file against the stored list and write the difference."""
+    # Matched entries are popped, so what is left afterwards is what the file lacks.
     existing = _load_existing(session, list_id)
     # A delta file that both lists and retracts a hash means it is gone: retraction wins.
     withdrawn = {entry.key for entry in parsed.retractions}
     entries = [e for e in parsed.entries if e.key not in withdrawn] if withdrawn else parsed.entries
-    new_rows: list[tuple[Any, ...]] = []
     added_at = _db_value(session, _ENTRIES.c.added_at, now)
+    new_rows: list[tuple[Any, ...]] = []
     restore_ids: list[int] = []
     metadata: list[dict[str, Any]] = []
     unchanged = 0
-    seen: set[int] = set()
     for entry in entries:
-        old = existing.get((entry.kind, entry.value))
+        meta = (entry.category, entry.external_id, entry.threshold)
+        old = existing.pop((entry.kind, entry.value), None)
         if old is None:
-            new_rows.append(
-                (
-                    list_id,
-                    entry.kind,
-                    entry.value,
-                    entry.category,
-                    entry.external_id,
-                    entry.threshold,
-                    added_at,
-                )
-            )
+            new_rows.append((list_id, entry.kind, entry.value, *meta, added_at))
             continue
-        seen.add(old.id)
-        if old.deleted:
-            restore_ids.append(old.id)
+        entry_id, deleted, old_meta = old
+        if deleted:
+            restore_ids.append(entry_id)
         else:
             unchanged += 1
-        if old.differs(entry):
+        if old_meta != meta:
             metadata.append(
-                {
-                    "_id": old.id,
-                    "category": entry.category,
-                    "external_id": entry.external_id,
-                    "threshold": entry.threshold,
-                }
+                {"_id": entry_id, "category": meta[0], "external_id": meta[1], "threshold": meta[2]}
             )
 
     if parsed.snapshot:
-        retract_ids = [
-            old.id for old in existing.values() if not old.deleted and old.id not in seen
-        ]
+        gone = existing.values()
     else:
-        retract_ids = [
-            old.id for key in withdrawn if (old := existing.get(key)) and not old.deleted
-        ]
+        gone = [old for key in withdrawn if (old := existing.get(key)) is not None]
+    retract_ids = [entry_id for entry_id, deleted, _meta in gone if not deleted]
 
     _insert_rows(session, new_rows)
     for chunk in _chunks(metadata, _INSERT_CHUNK):
@@ -231,23 +205,35 @@ def _db_value(session: Session, column: Any, value: Any) -> Any:
 
 
 def _insert_rows(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    """Insert entry rows straight through the driver's executemany.
+    """Insert entry rows straight through the driver: COPY on PostgreSQL, else executemany.
 
-    Going through ``session.execute(insert(...), dicts)`` costs SQLAlchemy a per-row,
-    per-column parameter pass that was a third of a million-row import; the values here
-    are already in the driver's types (see ``_db_value``), so that pass buys nothing.
+    ``session.execute(insert(...), dicts)`` costs SQLAlchemy a per-row, per-column
+    parameter pass that was a third of a million-row SQLite import; the values here are
+    already in the driver's types (see ``_db_value``), so that pass buys nothing. On
+    PostgreSQL, COPY is several times faster than even pipelined executemany.
     """
     if not rows:
         return
-    connection = session.connection()
-    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {_ENTRIES.name} ({', '.join(_INSERT_COLUMNS)}) "
-        f"VALUES ({', '.join([marker] * len(_INSERT_COLUMNS))})"
-    )
     # In index order, B-tree inserts touch neighbouring pages instead of random ones: at a
     # million rows on SQLite that made the insert ~5x faster than file order.
     rows.sort(key=itemgetter(1, 2))
+    connection = session.connection()
+    columns = ", ".join(_INSERT_COLUMNS)
+    if connection.dialect.driver == "psycopg":
+        # The session's own DBAPI connection, so the COPY is inside the import's transaction.
+        raw = connection.connection.driver_connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {_ENTRIES.name} ({columns}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {_ENTRIES.name} ({columns}) "
+        f"VALUES ({', '.join([marker] * len(_INSERT_COLUMNS))})"
+    )
     for chunk in _chunks(rows, _INSERT_CHUNK):
         connection.exec_driver_sql(sql, list(chunk))
 

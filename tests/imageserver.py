@@ -1,0 +1,53 @@
+"""A tiny local image server for queue/matcher tests (loopback, in memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from aiohttp import web
+from PIL import Image
+
+
+def make_image(seed: int, size: tuple[int, int] = (160, 120), fmt: str = "JPEG") -> bytes:
+    """A benign generated picture: smooth random blobs, so PDQ quality is high."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (6, 8, 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+@contextmanager
+def serve(routes: dict[str, tuple[int, str, bytes]], host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``path -> (status, content type, body)``; yields the base URL."""
+
+    async def handler(request: web.Request) -> web.Response:
+        status, ctype, body = routes.get(request.path, (404, "text/plain", b"not found"))
+        return web.Response(status=status, body=body, content_type=ctype)
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+
+    async def start() -> str:
+        await runner.setup()
+        site = web.TCPSite(runner, host, 0)
+        await site.start()
+        return f"http://{host}:{runner.addresses[0][1]}"
+
+    base = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield base
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

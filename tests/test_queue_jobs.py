@@ -1,0 +1,108 @@
+"""process_batch: fetch → hash → match → record, idempotent under re-delivery."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from arachne.matcher.hashing import hash_image_bytes
+from arachne.queue import jobs
+from arachne.queue import stats as st
+from arachne.queue.connection import redis_from_url
+from arachne.settings import Settings
+from arachne.store.campaigns import create_campaign
+from arachne.store.db import Store
+from arachne.store.hashlists import import_list
+from arachne.store.models import Image, Match, Sighting
+from tests.imageserver import make_image, serve
+
+KNOWN = make_image(1)
+OTHER = make_image(2)
+ROUTES = {
+    "/known.jpg": (200, "image/jpeg", KNOWN),
+    "/other.jpg": (200, "image/jpeg", OTHER),
+    "/known-copy.png": (200, "image/png", make_image(1, fmt="PNG")),
+    "/fake.jpg": (200, "image/jpeg", b"<html>not an image</html>"),
+    "/truncated.jpg": (200, "image/jpeg", KNOWN[: len(KNOWN) // 2]),
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def context(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> Iterator[jobs.WorkerContext]:
+    extra = {}
+    if request.param == "postgresql":
+        from tests.conftest import reset_postgres
+
+        extra["database_url"] = reset_postgres()
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url, fetch_timeout=5, **extra)
+    store = Store.open(settings)
+    known = tmp_path / "known.txt"
+    h = hash_image_bytes(KNOWN)
+    known.write_text(f"md5 {h.md5}\npdq {h.pdq}\n")
+    import_list(store, "known", known)
+    with store.session() as session:
+        create_campaign(session, "c1", ["http://127.0.0.1/"], {"allowed_hosts": ["127.0.0.1"]})
+    ctx = jobs.WorkerContext(settings, redis_from_url(redis_url), store)
+    jobs.set_context(ctx)
+    yield ctx
+    jobs.set_context(None)
+    store.dispose()
+
+
+def _counts(store: Store) -> tuple[int, int, int]:
+    with store.session() as s:
+        return (
+            s.scalar(select(func.count()).select_from(Sighting)) or 0,
+            s.scalar(select(func.count()).select_from(Image)) or 0,
+            s.scalar(select(func.count()).select_from(Match)) or 0,
+        )
+
+
+def test_batch_records_matches_and_errors_once(context: jobs.WorkerContext) -> None:
+    with serve(ROUTES) as base:
+        refs = [{"url": base + p, "page": base + "/page.html"} for p in (*ROUTES, "/gone.jpg")]
+        first = jobs.process_batch("c1", refs)
+        counts_after_first = _counts(context.store)
+        second = jobs.process_batch("c1", refs)  # rq delivers at least once
+
+    assert counts_after_first == _counts(context.store), "a re-run must add no rows"
+    assert counts_after_first[0] == len(refs)
+    assert first[st.IMAGES_DONE] == len(refs)
+    assert second == {}, "a re-delivered batch must not count twice"
+    live = st.Stats(context.redis, "c1").get_all()
+    assert live[st.IMAGES_DONE] == len(refs)
+
+    with context.store.session() as s:
+        rows = {x.image_url.rsplit("/", 1)[1]: x for x in s.scalars(select(Sighting))}
+        known_sha = rows["known.jpg"].image.sha256
+        kinds: dict[str, set[str]] = {}
+        for m in s.scalars(select(Match)):
+            kinds.setdefault(m.sighting.image_url.rsplit("/", 1)[1], set()).add(m.kind)
+    assert rows["fake.jpg"].error == "not_an_image"
+    assert rows["truncated.jpg"].error == "truncated"
+    assert rows["gone.jpg"].error == "http_404" and rows["gone.jpg"].http_status == 404
+    assert rows["known.jpg"].error is None and rows["known.jpg"].server_ip == "127.0.0.1"
+    assert known_sha == hashlib.sha256(KNOWN).hexdigest()
+    # Exact bytes match by md5 (and PDQ); the PNG re-encode only by PDQ; the other not at all.
+    assert kinds["known.jpg"] == {"exact", "near"}
+    assert kinds["known-copy.png"] == {"near"}
+    assert "other.jpg" not in kinds
+
+
+def test_list_import_is_picked_up_without_restart(context: jobs.WorkerContext) -> None:
+    with serve(ROUTES) as base:
+        jobs.process_batch("c1", [{"url": base + "/other.jpg", "page": None}])
+        assert _counts(context.store)[2] == 0
+        extra = context.settings.data_dir / "more.txt"
+        extra.write_text(f"sha256 {hashlib.sha256(OTHER).hexdigest()}\n")
+        import_list(context.store, "more", extra)
+        with context.store.session() as s:
+            create_campaign(s, "c2", ["http://127.0.0.1/"], {})
+        jobs.process_batch("c2", [{"url": base + "/other.jpg", "page": None}])
+    assert _counts(context.store)[2] == 1
