@@ -71,7 +71,7 @@ class Enqueuer:
         self.stats.inc_many({st.IMAGES_DUPLICATE: len(fresh) - len(new)})
         for host, refs_of_host in list(self._buffer.items()):
             if len(refs_of_host) >= self.batch_size:
-                self._enqueue(host)
+                self._enqueue(host, full_only=True)
         return len(new)
 
     def flush(self) -> None:
@@ -84,9 +84,13 @@ class Enqueuer:
     def _buffered(self, url: str) -> bool:
         return url in self._buffer.get(_host(url), {})
 
-    def _enqueue(self, host: str) -> None:
+    def _enqueue(self, host: str, full_only: bool = False) -> None:
+        """Send the host's buffer as batches; with ``full_only`` a partial tail stays."""
         refs = list(self._buffer.pop(host, {}).values())
         while refs:
+            if full_only and len(refs) < self.batch_size:
+                self._buffer[host] = {r.url: r for r in refs}
+                return
             chunk, refs = refs[: self.batch_size], refs[self.batch_size :]
             payload = [{"url": r.url, "page": r.page} for r in chunk]
             # One MULTI: the job and the "seen" marks land together or not at all.

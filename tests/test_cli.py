@@ -1,0 +1,84 @@
+"""The `arachne` command as an operator meets it: help, clear errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from arachne.cli import cli
+from tests.conftest import PHOTOS
+
+
+def _run(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_help_lists_every_operator_command(tmp_path: Path) -> None:
+    code, out, _ = _run(tmp_path, "--help")
+    assert code == 0
+    for command in (
+        "lists",
+        "campaign",
+        "crawl",
+        "worker",
+        "run",
+        "matches",
+        "notices",
+        "stats",
+        "hash",
+        "dashboard",
+        "demo",
+    ):
+        assert f"  {command}" in out
+
+
+def test_hash_json_matches_the_reference_path(tmp_path: Path) -> None:
+    photo = PHOTOS / "skimage_astronaut.png"
+    code, out, _ = _run(tmp_path, "hash", str(photo), "--json")
+    assert code == 0
+    (row,) = json.loads(out)
+    import hashlib
+
+    import numpy as np
+    import pdqhash
+    from PIL import Image
+
+    bits, quality = pdqhash.compute(np.asarray(Image.open(photo).convert("RGB")))
+    assert row["pdq"] == np.packbits(bits.astype(np.uint8)).tobytes().hex()
+    assert row["quality"] == quality
+    assert row["md5"] == hashlib.md5(photo.read_bytes()).hexdigest()
+
+
+def test_malformed_list_is_refused_with_line_and_nothing_imported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("md5 " + "a" * 32 + "\nmd5 nothex\n")
+    code, _, err = _run(tmp_path, "lists", "import", str(bad), "--name", "x")
+    assert code == 2
+    assert "bad.txt:2" in err and "Traceback" not in err
+    code, out, _ = _run(tmp_path, "lists", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_lists_show_counts_never_hashes(tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    values = ["0" * 31 + str(i) for i in range(3)]
+    good.write_text("".join(f"md5 {v}\n" for v in values))
+    assert _run(tmp_path, "lists", "import", str(good), "--name", "vendor")[0] == 0
+    code, out, _ = _run(tmp_path, "lists")
+    assert code == 0 and "vendor" in out and "md5 3" in out
+    assert not any(v in out for v in values)
+
+
+def test_campaign_errors_are_one_clear_line(tmp_path: Path) -> None:
+    code, _, err = _run(tmp_path, "campaign", "create", "c", "--seed", "ftp://x")
+    assert code == 2 and "http(s)" in err
+    assert _run(tmp_path, "campaign", "create", "c", "--seed", "http://a.example/")[0] == 0
+    code, _, err = _run(tmp_path, "campaign", "create", "c", "--seed", "http://a.example/")
+    assert code == 2 and "already exists" in err
+    code, _, err = _run(tmp_path, "stats", "nope", "--json")
+    assert code == 2 and "no campaign named 'nope'" in err
+    code, out, _ = _run(tmp_path, "stats", "c", "--json")
+    assert code == 0 and json.loads(out)["status"] == "created"
