@@ -63,6 +63,9 @@ class Scope:
     ) -> Scope:
         hosts = {h.lower().strip() for h in allow_hosts if h.strip()}
         hosts |= {host_of(s) for s in seeds}
+        hosts.discard("")  # an empty host would allow every name ending in "."
+        if not hosts:
+            raise ValueError("no host to crawl: seeds must be absolute http(s) URLs")
         return cls(frozenset(hosts), max_depth=max_depth, max_pages=max_pages)
 
     def allows(self, url: str) -> bool:

@@ -71,7 +71,8 @@ def decode_rgb(data: bytes, max_pixels: int) -> tuple[np.ndarray, str | None, tu
     except UnidentifiedImageError as exc:
         raise HashError("not_an_image", str(exc)) from None
     except Exception as exc:  # Pillow raises many types for hostile headers
-        raise HashError("decode_error", f"{type(exc).__name__}: {exc}") from None
+        reason = "truncated" if "truncated" in str(exc).lower() else "decode_error"
+        raise HashError(reason, f"{type(exc).__name__}: {exc}") from None
     width, height = img.size
     if width <= 0 or height <= 0:
         raise HashError("decode_error", f"invalid size {width}x{height}")

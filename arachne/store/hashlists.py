@@ -1,8 +1,8 @@
 """Known-hash lists in the store: import (with updates and retractions), summaries, streaming.
 
 An import parses the whole file first, so a malformed file writes nothing. The writes then
-happen in one transaction, with Core bulk statements rather than one ORM object per row:
-a list of a million hashes must import in seconds, not hours.
+happen in one transaction, in bulk (COPY on PostgreSQL, executemany elsewhere) rather than
+one ORM object per row: a list of a million hashes must import in seconds, not hours.
 
 Re-importing a list under the same name is how plain lists are updated. For snapshot
 formats (text, CSV) the file *is* the list: entries it lacks are retracted (``deleted_at``

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import scrapy
-from scrapy.http import Response, TextResponse
+from scrapy.http import HtmlResponse, Response, TextResponse
 
 from arachne.crawler.extract import extract_images, extract_links
 from arachne.crawler.scope import Scope, normalize_url, trap_reason
@@ -48,7 +48,8 @@ class CampaignSpider(scrapy.Spider):
         if not isinstance(response, TextResponse):
             return
         content_type = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
-        if "html" not in content_type and "xml" not in content_type:
+        # Scrapy also recognises HTML served without a Content-Type from its content.
+        if not isinstance(response, HtmlResponse) and "html" not in content_type:
             return
         for url, _how in extract_images(response.selector, response.url):
             yield ImageRef(url=url, page=response.url, campaign=self.campaign)
