@@ -116,7 +116,11 @@ def lists_group(cctx: click.Context, ctx: Ctx, as_json: bool) -> None:
 @click.option("--name", required=True, help="List name; importing again replaces its content.")
 @click.option("--format", "fmt", help="Force a format (default: detected from the file).")
 @click.option("--kind", help="Hash kind for bare 64-hex lines: sha256 or pdq.")
-@click.option("--threshold", type=int, help="PDQ distance for this list (default 31).")
+@click.option(
+    "--threshold",
+    type=click.IntRange(0, 128),
+    help="PDQ distance for this list (default 31).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def lists_import(

@@ -39,6 +39,15 @@ class QueueState:
         return self.queued == 0 and self.running == 0
 
 
+def requeue_abandoned(redis: Redis, settings: Settings) -> None:
+    """Send jobs of dead workers back to the queue (rq retries them if retries are left).
+
+    A worker killed mid-job stops heart-beating; about 90 s later rq counts the job as
+    abandoned. rq's own maintenance only runs every 10 minutes, so the runner does it.
+    """
+    StartedJobRegistry(queue=image_queue(redis, settings)).cleanup()
+
+
 def queue_state(redis: Redis, settings: Settings) -> QueueState:
     queue = image_queue(redis, settings)
     return QueueState(
@@ -77,9 +86,13 @@ def run_campaign(
     stats = st.Stats(redis, name)
     started = time.monotonic()
     crawl_rc: int | None = None
+    last_maintenance = time.monotonic()
     try:
         while True:
             time.sleep(interval)
+            if time.monotonic() - last_maintenance > 10:
+                requeue_abandoned(redis, settings)
+                last_maintenance = time.monotonic()
             if crawl_rc is None:
                 crawl_rc = crawl.poll()
             state = queue_state(redis, settings)

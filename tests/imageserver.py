@@ -7,6 +7,7 @@ import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from aiohttp import web
@@ -23,11 +24,20 @@ def make_image(seed: int, size: tuple[int, int] = (160, 120), fmt: str = "JPEG")
     return buf.getvalue()
 
 
-@contextmanager
-def serve(routes: dict[str, tuple[int, str, bytes]], host: str = "127.0.0.1") -> Iterator[str]:
+def serve(routes: dict[str, tuple[int, str, bytes]], host: str = "127.0.0.1") -> Any:
     """Serve ``path -> (status, content type, body)``; yields the base URL."""
+    return serve_slow(routes, host=host, delay=0.0)
+
+
+@contextmanager
+def serve_slow(
+    routes: dict[str, tuple[int, str, bytes]], host: str = "127.0.0.1", delay: float = 0.0
+) -> Iterator[str]:
+    """Like ``serve``, answering each request after ``delay`` seconds."""
 
     async def handler(request: web.Request) -> web.Response:
+        if delay:
+            await asyncio.sleep(delay)
         status, ctype, body = routes.get(request.path, (404, "text/plain", b"not found"))
         return web.Response(status=status, body=body, content_type=ctype)
 
