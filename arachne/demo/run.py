@@ -190,7 +190,11 @@ def run_demo(
                     click.echo(
                         f"notices received by the local SMTP server: {len(mailbox.messages)}"
                     )
-                    click.echo(f"dashboard: {dashboard_url}")
+                    click.echo(
+                        f"dashboard: {dashboard_url} (up while the demo runs; afterwards: "
+                        f"`arachne --data-dir {settings.data_dir} demo --serve`, or "
+                        f"`ARACHNE_DATA_DIR={s.data_dir} arachne dashboard` for the stored results)"
+                    )
                     click.echo(f"finished in {summary['elapsed_seconds']} s")
                 if serve:
                     click.echo("serving the demo site and dashboard; Ctrl-C to stop", err=True)
