@@ -31,6 +31,8 @@ def print_progress(p: dict[str, Any]) -> None:
         f"images queued {live.get(st.IMAGES_QUEUED, 0)} done {live.get(st.IMAGES_DONE, 0)} | "
         f"matches {live.get(st.IMAGES_MATCHED, 0)} | "
         f"jobs waiting {queue.queued} running {queue.running}"
+        + (f" retrying {queue.retrying}" if queue.retrying else "")
+        + (f" failed {queue.failed}" if queue.failed else "")
     )
     if sys.stderr.isatty():
         click.echo("\r" + line.ljust(110), nl=False, err=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queue
@@ -33,19 +33,35 @@ class QueueState:
     queued: int
     running: int
     failed: int
+    retrying: int = 0  # failed batches waiting for their backed-off retry
 
     @property
     def idle(self) -> bool:
-        return self.queued == 0 and self.running == 0
+        return self.queued == 0 and self.running == 0 and self.retrying == 0
 
 
-def requeue_abandoned(redis: Redis, settings: Settings) -> None:
-    """Send jobs of dead workers back to the queue (rq retries them if retries are left).
+def maintain_queue(redis: Redis, settings: Settings, now: float | None = None) -> int:
+    """Requeue batches of dead workers and enqueue retries that are due; returns how many.
 
-    A worker killed mid-job stops heart-beating; about 90 s later rq counts the job as
-    abandoned. rq's own maintenance only runs every 10 minutes, so the runner does it.
+    A worker killed mid-job stops heart-beating; about 90 s later rq counts its job as
+    abandoned and schedules a retry. rq's own maintenance runs only every 10 minutes, and
+    a dead worker's scheduler lock delays due retries for minutes more, so the runner does
+    both itself. ZREM decides who moves a due job, so a concurrent rq scheduler can't
+    enqueue it twice (and a batch is idempotent anyway).
     """
-    StartedJobRegistry(queue=image_queue(redis, settings)).cleanup()
+    queue = image_queue(redis, settings)
+    timestamp = time.time() if now is None else now
+    StartedJobRegistry(queue=queue).cleanup(timestamp=timestamp)
+    scheduled = ScheduledJobRegistry(queue=queue)
+    moved = 0
+    for job_id in scheduled.get_jobs_to_schedule(int(timestamp)):
+        if not redis.zrem(scheduled.key, job_id):
+            continue  # someone else moved it
+        job = queue.fetch_job(job_id)
+        if job is not None:
+            queue.enqueue_job(job)
+            moved += 1
+    return moved
 
 
 def queue_state(redis: Redis, settings: Settings) -> QueueState:
@@ -54,6 +70,7 @@ def queue_state(redis: Redis, settings: Settings) -> QueueState:
         queued=queue.count,
         running=StartedJobRegistry(queue=queue).count,
         failed=FailedJobRegistry(queue=queue).count,
+        retrying=ScheduledJobRegistry(queue=queue).count,
     )
 
 
@@ -91,7 +108,7 @@ def run_campaign(
         while True:
             time.sleep(interval)
             if time.monotonic() - last_maintenance > 10:
-                requeue_abandoned(redis, settings)
+                maintain_queue(redis, settings)
                 last_maintenance = time.monotonic()
             if crawl_rc is None:
                 crawl_rc = crawl.poll()

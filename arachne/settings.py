@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(200, ge=1, description="Image URLs per rq job.")
     job_timeout: int = Field(900, ge=10, description="Seconds before rq kills a batch job.")
     job_retries: int = Field(3, ge=0)
+    retry_backoff: list[int] = Field(
+        [10, 60, 300], description="Seconds before each retry of a failed batch (last repeats)."
+    )
     workers: int = Field(2, ge=1, description="Worker processes started by `arachne run`.")
 
     # crawl

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 from redis import Redis
-from rq.registry import StartedJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select
 
 from arachne.queue.connection import image_queue
 from arachne.queue.enqueue import Enqueuer, ImageRef
-from arachne.runner import queue_state
+from arachne.runner import maintain_queue, queue_state
 from arachne.settings import Settings
 from arachne.store.campaigns import create_campaign
 from arachne.store.db import Store
@@ -32,14 +32,14 @@ def _worker(settings: Settings, burst: bool) -> subprocess.Popen[bytes]:
 def test_killed_worker_job_is_retried_and_recorded_once(
     tmp_path: Path, redis_url: str, redis_client: Redis
 ) -> None:
-    settings = Settings(data_dir=tmp_path, redis_url=redis_url, fetch_timeout=30)
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url, fetch_timeout=30, retry_backoff=[1])
     store = Store.open(settings)
     with store.session() as s:
         create_campaign(s, "k", ["http://127.0.0.1/"], {"allowed_hosts": ["127.0.0.1"]})
     images = {f"/{i}.jpg": (200, "image/jpeg", make_image(i)) for i in range(12)}
     with serve_slow(images, delay=2.0) as base:
         queue = image_queue(redis_client, settings)
-        enq = Enqueuer(redis_client, queue, "k", batch_size=6)
+        enq = Enqueuer(redis_client, queue, "k", batch_size=6, retry_backoff=[1])
         enq.add([ImageRef(base + path, None, "k") for path in images])
         enq.flush()
         assert queue.count == 2
@@ -56,7 +56,9 @@ def test_killed_worker_job_is_retried_and_recorded_once(
         # The job is stranded as "started" until rq sees its heartbeat expire (~90 s);
         # simulate that time passing instead of sleeping through it.
         assert registry.count == 1
-        registry.cleanup(timestamp=time.time() + 600)
+        # simulate that time passing instead of sleeping through it.
+        assert registry.count == 1
+        assert maintain_queue(redis_client, settings, now=time.time() + 600) == 1
         assert registry.count == 0 and queue.count == 2, "abandoned job must be requeued"
 
         rescuer = _worker(settings, burst=True)
@@ -70,3 +72,31 @@ def test_killed_worker_job_is_retried_and_recorded_once(
     assert errors == 0
     state = queue_state(redis_client, settings)
     assert state.idle and state.failed == 0
+
+
+def test_failed_batch_is_retried_with_backoff_not_dropped(
+    tmp_path: Path, redis_url: str, redis_client: Redis
+) -> None:
+    from rq.registry import FailedJobRegistry
+
+    from arachne.queue.worker import run_worker
+
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url)
+    Store.open(settings).dispose()
+    queue = image_queue(redis_client, settings)
+    # The campaign row is missing (say the store was restored from an older backup):
+    # the job fails, and must wait for a backed-off retry instead of being dropped.
+    enq = Enqueuer(redis_client, queue, "missing", batch_size=10)
+    enq.add([ImageRef("http://127.0.0.1:9/x.jpg", None, "missing")])
+    enq.flush()
+    (job,) = queue.get_jobs()
+    run_worker(settings, redis_client, burst=True)
+    scheduled = ScheduledJobRegistry(queue=queue)
+    assert scheduled.get_job_ids() == [job.id]
+    assert FailedJobRegistry(queue=queue).count == 0
+    job.refresh()
+    assert job.retries_left == settings.job_retries - 1
+    wait = scheduled.get_scheduled_time(job).timestamp() - time.time()
+    assert 0 < wait <= settings.retry_backoff[0] + 1
+    state = queue_state(redis_client, settings)
+    assert not state.idle and state.retrying == 1, "a waiting retry keeps the run open"

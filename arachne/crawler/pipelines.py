@@ -38,6 +38,7 @@ class QueuePipeline:
             self.campaign,
             batch_size=self.settings.batch_size,
             retries=self.settings.job_retries,
+            retry_backoff=self.settings.retry_backoff,
             job_timeout=self.settings.job_timeout,
         )
 

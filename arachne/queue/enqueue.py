@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -20,6 +20,8 @@ from arachne.queue import keys
 from arachne.queue import stats as st
 
 JOB_FUNC = "arachne.queue.jobs.process_batch"
+RETRY_BACKOFF = (10, 60, 300)
+"""Default seconds before the 1st, 2nd, … retry of a failed batch."""
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,16 @@ class Enqueuer:
         *,
         batch_size: int = 200,
         retries: int = 3,
+        retry_backoff: Sequence[int] = RETRY_BACKOFF,
         job_timeout: int = 900,
     ) -> None:
         self.redis = redis
         self.queue = queue
         self.campaign = campaign
         self.batch_size = batch_size
-        self.retry = Retry(max=retries) if retries else None
+        # Backed-off retries ride out a short store or network outage instead of burning
+        # every attempt in the same second (the workers run rq's scheduler for this).
+        self.retry = Retry(max=retries, interval=list(retry_backoff)) if retries else None
         self.job_timeout = job_timeout
         self.stats = st.Stats(redis, campaign)
         self._buffer: dict[str, dict[str, ImageRef]] = defaultdict(dict)  # host → url → ref

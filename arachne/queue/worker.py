@@ -37,4 +37,5 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False) -> bool
     worker = ArachneWorker(
         [image_queue(redis, settings)], connection=redis, serializer=JSONSerializer
     )
-    return worker.work(burst=burst, logging_level="WARNING")
+    # with_scheduler: re-enqueues batches whose backed-off retry is due.
+    return worker.work(burst=burst, logging_level="WARNING", with_scheduler=True)
