@@ -56,9 +56,7 @@ def campaign_summary(
     )
     # A URL is "exact" if any exact match exists for it, else "near".
     exact_ids = (
-        select(Match.sighting_id)
-        .where(Match.campaign_id == cid, Match.kind == "exact")
-        .distinct()
+        select(Match.sighting_id).where(Match.campaign_id == cid, Match.kind == "exact").distinct()
     )
     matched_urls = count(
         select(func.count(distinct(Match.sighting_id))).where(Match.campaign_id == cid)
