@@ -121,6 +121,13 @@ def lists_group(cctx: click.Context, ctx: Ctx, as_json: bool) -> None:
     type=click.IntRange(0, 128),
     help="PDQ distance for this list (default 31).",
 )
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    help="Import only entries of this category (repeatable), e.g. the CSAM categories of a "
+    "VICS export; default: every entry.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def lists_import(
@@ -130,19 +137,30 @@ def lists_import(
     fmt: str | None,
     kind: str | None,
     threshold: int | None,
+    categories: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Import a hash list (text `pdq <hex>` lines, bare hex, or CSV with a header).
+    """Import a hash list: VICS JSON (Project VIC), NCMEC hash-sharing XML, CSV with a
+    header, text `pdq <hex>` lines or bare hex (detected from the content).
 
-    A malformed file is refused with its line number and nothing is imported. Importing a
-    newer version under the same name adds new entries and retracts missing ones.
+    A malformed file is refused with its line number and nothing is imported.
+    Re-importing a whole list (text, CSV, VICS) under the same name adds new entries and
+    retracts missing ones; an NCMEC file is a delta: it adds what it lists and retracts
+    what it deletes. Hashes Arachne cannot match (PhotoDNA, video) are counted, not stored.
     """
+
     from arachne.store.db import Store
     from arachne.store.hashlists import import_list
 
     with _errors():
         report = import_list(
-            Store.open(ctx.settings), name, path, format=fmt, kind=kind, threshold=threshold
+            Store.open(ctx.settings),
+            name,
+            path,
+            format=fmt,
+            kind=kind,
+            threshold=threshold,
+            categories=categories or None,
         )
     data = {
         "name": report.name,
@@ -151,6 +169,7 @@ def lists_import(
         "retracted": report.retracted,
         "unchanged": report.unchanged,
         "active": report.by_kind,
+        "skipped": report.skipped,
     }
     if as_json:
         _echo_json(data)
@@ -160,6 +179,11 @@ def lists_import(
             f"imported list {name!r} ({report.format}): {report.added} added, "
             f"{report.retracted} retracted, {report.unchanged} unchanged; active: {kinds}"
         )
+        if report.skipped:
+            parts = ", ".join(f"{n} {kind}" for kind, n in report.skipped.items())
+            click.echo(
+                f"skipped {parts} hashes: Arachne cannot match them, so they were not stored"
+            )
 
 
 # ---------------------------------------------------------------- campaigns

@@ -82,3 +82,18 @@ def test_campaign_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert code == 2 and "no campaign named 'nope'" in err
     code, out, _ = _run(tmp_path, "stats", "c", "--json")
     assert code == 0 and json.loads(out)["status"] == "created"
+
+
+def test_vics_import_reports_skipped_and_filters_categories(tmp_path: Path) -> None:
+    sample = Path(__file__).parent / "data" / "lists" / "vics-export.json"
+    code, out, err = _run(tmp_path, "lists", "import", str(sample), "--name", "vic")
+    assert code == 0, err
+    assert "(vics)" in out and "skipped" in out and "photodna" in out.lower()
+    code, out, _ = _run(tmp_path, "lists", "--json")
+    everything = json.loads(out)[0]["active_total"]
+    code, out, err = _run(
+        tmp_path, "lists", "import", str(sample), "--name", "vic1", "--category", "1", "--json"
+    )
+    assert code == 0, err
+    only_one = json.loads(out)
+    assert 0 < sum(only_one["active"].values()) < everything

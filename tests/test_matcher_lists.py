@@ -17,7 +17,9 @@ from arachne.matcher.lists import (
     HASH_KINDS,
     CsvListImporter,
     ListEntry,
+    NcmecListImporter,
     TextListImporter,
+    VicsListImporter,
     detect_format,
     normalise_hash,
     parse_list,
@@ -330,8 +332,8 @@ def test_explicit_format_overrides_detection(tmp_path: Path) -> None:
 
 def test_unknown_format_name_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "list.txt", f"md5 {MD5}\n")
-    with pytest.raises(ListFormatError, match="unknown list format 'vics'.*csv, text"):
-        parse_list(path, format="vics")
+    with pytest.raises(ListFormatError, match="unknown list format 'stix'.*ncmec, vics, csv, text"):
+        parse_list(path, format="stix")
 
 
 def test_missing_file_is_a_list_format_error(tmp_path: Path) -> None:
@@ -342,8 +344,14 @@ def test_missing_file_is_a_list_format_error(tmp_path: Path) -> None:
 
 
 def test_registry_is_keyed_by_importer_name() -> None:
-    # Order is detection order: CSV's header test before text's "looks like hex".
-    assert list(FORMATS.items()) == [("csv", CsvListImporter), ("text", TextListImporter)]
+    # Order is detection order: content-recognised NCMEC XML and VICS JSON first, then
+    # CSV's header test before text's "looks like hex".
+    assert list(FORMATS.items()) == [
+        ("ncmec", NcmecListImporter),
+        ("vics", VicsListImporter),
+        ("csv", CsvListImporter),
+        ("text", TextListImporter),
+    ]
     assert all(name == importer.name for name, importer in FORMATS.items())
 
 

@@ -5,14 +5,17 @@ happen in one transaction, in bulk (COPY on PostgreSQL, executemany elsewhere) r
 one ORM object per row: a list of a million hashes must import in seconds, not hours.
 
 Re-importing a list under the same name is how plain lists are updated. For snapshot
-formats (text, CSV) the file *is* the list: entries it lacks are retracted (``deleted_at``
-set, the row kept so past matches still point at it), entries it brings back are restored.
+formats (text, CSV, VICS) the file *is* the list: entries it lacks are retracted
+(``deleted_at`` set, the row kept so past matches still point at it), entries it brings
+back are restored. A delta file (NCMEC) only adds, updates and retracts what it names:
+its removals by hash, or by the list's item id (``external_id``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
@@ -41,7 +44,8 @@ class ImportReport:
     ``added`` counts entries that became active (new ones and restored retracted ones);
     ``retracted`` those that stopped being active; ``unchanged`` those active before and
     after (their category, id or threshold may still have been updated). ``by_kind`` is
-    the list's active entries per hash kind after the import.
+    the list's active entries per hash kind after the import. ``skipped`` counts hashes in
+    the file that cannot be matched (PhotoDNA, video hashes), by name; none were stored.
     """
 
     name: str
@@ -50,6 +54,7 @@ class ImportReport:
     retracted: int
     unchanged: int
     by_kind: dict[str, int]
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def active(self) -> int:
@@ -70,8 +75,12 @@ def import_list(
     kind: str | None = None,
     threshold: int | None = None,
     source: str | None = None,
+    categories: Iterable[str] | None = None,
 ) -> ImportReport:
     """Import (or update) list ``name`` from ``path``; see the module docstring.
+
+    ``categories``, when given, keeps only entries whose category is one of them (a VICS
+    export also carries non-pertinent categories that must never trigger a notice).
 
     ``threshold`` is the list's PDQ distance (None keeps the stored one, or the global
     default for a new list). ``source`` says where the list came from (default: the path).
@@ -81,12 +90,20 @@ def import_list(
         check_threshold(threshold)
     path = Path(path)
     parsed = parse_list(path, format=format, kind=kind)
+    if categories is not None:
+        wanted = {c.strip().lower() for c in categories}
+        parsed = dataclasses.replace(
+            parsed,
+            entries=[e for e in parsed.entries if (e.category or "").lower() in wanted],
+        )
     now = utcnow()
     with store.session() as session:
         hash_list = _upsert_list(session, name, parsed.format, threshold, source or str(path), now)
         added, retracted, unchanged = _apply(session, hash_list.id, parsed, now)
         by_kind = _active_by_kind(session, hash_list.id)
-    return ImportReport(name, parsed.format, added, retracted, unchanged, by_kind)
+    return ImportReport(
+        name, parsed.format, added, retracted, unchanged, by_kind, dict(parsed.skipped)
+    )
 
 
 def _upsert_list(
@@ -146,9 +163,15 @@ def _apply(
     """Diff the parsed file against the stored list and write the difference."""
     # Matched entries are popped, so what is left afterwards is what the file lacks.
     existing = _load_existing(session, list_id)
-    # A delta file that both lists and retracts a hash means it is gone: retraction wins.
+    # A delta file that both lists and retracts a hash (or an item id) means it is gone:
+    # retraction wins.
     withdrawn = {entry.key for entry in parsed.retractions}
-    entries = [e for e in parsed.entries if e.key not in withdrawn] if withdrawn else parsed.entries
+    withdrawn_ids = set(parsed.retracted_ids)
+    entries = parsed.entries
+    if withdrawn or withdrawn_ids:
+        entries = [
+            e for e in entries if e.key not in withdrawn and e.external_id not in withdrawn_ids
+        ]
     added_at = _db_value(session, _ENTRIES.c.added_at, now)
     new_rows: list[tuple[Any, ...]] = []
     restore_ids: list[int] = []
@@ -171,10 +194,15 @@ def _apply(
             )
 
     if parsed.snapshot:
-        gone = existing.values()
+        gone = list(existing.values())
     else:
         gone = [old for key in withdrawn if (old := existing.get(key)) is not None]
-    retract_ids = [entry_id for entry_id, deleted, _meta in gone if not deleted]
+        # Entries the file still lists were popped above, so a hash that a surviving item
+        # also carries stays active even if its stored id is the withdrawn one.
+        if withdrawn_ids:
+            gone += [old for old in existing.values() if old[2][1] in withdrawn_ids]
+    # One id per entry: a hash may be withdrawn both by value and by item id.
+    retract_ids = list({entry_id: None for entry_id, deleted, _meta in gone if not deleted})
 
     _insert_rows(session, new_rows)
     for chunk in _chunks(metadata, _INSERT_CHUNK):

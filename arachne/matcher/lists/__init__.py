@@ -22,7 +22,9 @@ from arachne.matcher.lists.base import (
     read_head,
 )
 from arachne.matcher.lists.csvlist import CsvListConfig, CsvListImporter
+from arachne.matcher.lists.ncmec import NcmecListConfig, NcmecListImporter
 from arachne.matcher.lists.text import TextListConfig, TextListImporter
+from arachne.matcher.lists.vics import VicsListConfig, VicsListImporter
 
 __all__ = [
     "FORMATS",
@@ -31,9 +33,13 @@ __all__ = [
     "CsvListImporter",
     "ListEntry",
     "ListImporter",
+    "NcmecListConfig",
+    "NcmecListImporter",
     "ParsedList",
     "TextListConfig",
     "TextListImporter",
+    "VicsListConfig",
+    "VicsListImporter",
     "detect_format",
     "normalise_hash",
     "parse_list",
@@ -53,8 +59,12 @@ def _registry(*importers: type[ListImporter]) -> dict[str, type[ListImporter]]:
     return registry
 
 
-# CSV before text: a CSV header is a stronger signal than "looks like hex".
-FORMATS: dict[str, type[ListImporter]] = _registry(CsvListImporter, TextListImporter)
+# Structured formats first, recognised by their content whatever the file is called
+# (NCMEC: an XML root or namespace; VICS: a JSON object with OData keys or a Media array).
+# Then CSV before text: a CSV header is a stronger signal than "looks like hex".
+FORMATS: dict[str, type[ListImporter]] = _registry(
+    NcmecListImporter, VicsListImporter, CsvListImporter, TextListImporter
+)
 
 
 def detect_format(path: Path) -> str:

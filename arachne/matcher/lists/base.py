@@ -57,14 +57,21 @@ class ParsedList:
     """A parsed list file.
 
     ``snapshot`` means the file is the whole list: importing it retracts whatever the
-    stored list holds that the file lacks (text and CSV lists). Delta formats (NCMEC XML,
-    VICS JSON) set it to False and name their removals in ``retractions`` instead.
+    stored list holds that the file lacks (text, CSV and VICS exports). Delta formats (NCMEC
+    XML) set it to False and name their removals instead: by hash in ``retractions``, or by
+    the list's own item id in ``retracted_ids`` (matched against ``external_id``), because
+    an NCMEC deletion record carries only the id, not the hashes.
+
+    ``skipped`` counts hashes the file holds that Arachne cannot match (PhotoDNA, video
+    hashes), by name, so an import can say what it left out rather than drop it silently.
     """
 
     format: str
     entries: list[ListEntry]
     retractions: list[ListEntry] = field(default_factory=list)
     snapshot: bool = True
+    retracted_ids: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def by_kind(self) -> dict[str, int]:
         counts: dict[str, int] = {}
