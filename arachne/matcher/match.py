@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from arachne.matcher.hashing import ImageHashes
-from arachne.matcher.index import ExactIndex, LinearPDQIndex, PDQIndex
+from arachne.matcher.index import ExactIndex, PDQIndex
 from arachne.matcher.kinds import DIGESTS, PDQ
+from arachne.matcher.mih import make_pdq_index
 
 # (entry id, list id, kind, value, threshold or None for the default)
 EntryRow = tuple[int, int, str, str, int | None]
@@ -34,7 +35,7 @@ class Matcher:
         self.default_threshold = default_threshold
         self.min_quality = min_quality
         self.exact = ExactIndex()
-        self.pdq: PDQIndex = pdq_index if pdq_index is not None else LinearPDQIndex()
+        # Only per-entry overrides are kept: a dict over 10M entries would cost ~1 GB.
         self._thresholds: dict[int, int] = {}
         pdq_ids: list[int] = []
         pdq_values: list[str] = []
@@ -42,11 +43,13 @@ class Matcher:
             if kind == PDQ.name:
                 pdq_ids.append(entry_id)
                 pdq_values.append(value)
-                self._thresholds[entry_id] = default_threshold if threshold is None else threshold
+                if threshold is not None and threshold != default_threshold:
+                    self._thresholds[entry_id] = threshold
             else:
                 self.exact.add(entry_id, kind, value)
+        self.pdq: PDQIndex = pdq_index if pdq_index is not None else make_pdq_index(len(pdq_ids))
         self.pdq.add(pdq_ids, pdq_values)
-        self._max_threshold = max(self._thresholds.values(), default=default_threshold)
+        self._max_threshold = max([default_threshold, *self._thresholds.values()])
 
     def __len__(self) -> int:
         return len(self.exact) + len(self.pdq)
@@ -63,7 +66,7 @@ class Matcher:
         results = self.pdq.query(list(hashes.pdq_variants), self._max_threshold)
         for variant, hits in zip(PDQ.VARIANTS, results, strict=True):
             for entry_id, dist in hits:
-                if dist > self._thresholds[entry_id]:
+                if dist > self._thresholds.get(entry_id, self.default_threshold):
                     continue
                 if entry_id not in best or dist < best[entry_id][0]:
                     best[entry_id] = (dist, variant)
