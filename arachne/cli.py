@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -298,6 +299,8 @@ def crawl(ctx: Ctx, name: str) -> None:
 @pass_ctx
 def worker(ctx: Ctx, burst: bool) -> None:
     """Run a matching worker: fetch, hash and match queued image batches."""
+    # One BLAS thread per worker: the workers already use every core (set before numpy loads).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from arachne.queue.connection import redis_from_url, redis_url_for
     from arachne.queue.worker import run_worker
 
@@ -419,16 +422,28 @@ def notices_send(ctx: Ctx, name: str, outbox: Path | None, as_json: bool) -> Non
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False)
 )
+@click.option(
+    "--reference",
+    is_flag=True,
+    help="Use the reference path (full decode, pdqhash) instead of the workers' fast path.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def hash_cmd(ctx: Ctx, files: tuple[Path, ...], as_json: bool) -> None:
-    """MD5, SHA-1, SHA-256, PDQ and PDQ quality of image FILES (read in memory only)."""
+def hash_cmd(ctx: Ctx, files: tuple[Path, ...], reference: bool, as_json: bool) -> None:
+    """MD5, SHA-1, SHA-256, PDQ and PDQ quality of image FILES, as the workers compute them
+    (read in memory only). Compare with --reference on your own files."""
     from arachne.matcher.hashing import hash_image_bytes
 
     out = []
     for path in files:
-        h = hash_image_bytes(path.read_bytes(), max_pixels=ctx.settings.max_image_pixels)
-        out.append({"file": str(path), **h.as_json()})
+        h = hash_image_bytes(
+            path.read_bytes(), max_pixels=ctx.settings.max_image_pixels, reference=reference
+        )
+        row = {"file": str(path), "path": "reference" if reference else "fast", **h.as_json()}
+        if h.trim_box:
+            row["trimmed_pdq"] = h.pdq_trimmed_variants[0]
+            row["trim_box"] = list(h.trim_box)
+        out.append(row)
     if as_json:
         _echo_json(out)
         return

@@ -35,21 +35,28 @@ def test_help_lists_every_operator_command(tmp_path: Path) -> None:
         assert f"  {command}" in out
 
 
-def test_hash_json_matches_the_reference_path(tmp_path: Path) -> None:
-    photo = PHOTOS / "skimage_astronaut.png"
-    code, out, _ = _run(tmp_path, "hash", str(photo), "--json")
-    assert code == 0
-    (row,) = json.loads(out)
+def test_hash_json_fast_path_and_reference_path(tmp_path: Path) -> None:
     import hashlib
 
     import numpy as np
     import pdqhash
     from PIL import Image
 
+    photo = PHOTOS / "skimage_astronaut.png"
     bits, quality = pdqhash.compute(np.asarray(Image.open(photo).convert("RGB")))
-    assert row["pdq"] == np.packbits(bits.astype(np.uint8)).tobytes().hex()
-    assert row["quality"] == quality
-    assert row["md5"] == hashlib.md5(photo.read_bytes()).hexdigest()
+    expected = np.packbits(bits.astype(np.uint8)).tobytes().hex()
+
+    code, out, _ = _run(tmp_path, "hash", str(photo), "--reference", "--json")
+    assert code == 0
+    (ref,) = json.loads(out)
+    assert ref["path"] == "reference" and ref["pdq"] == expected and ref["quality"] == quality
+    assert ref["md5"] == hashlib.md5(photo.read_bytes()).hexdigest()
+
+    code, out, _ = _run(tmp_path, "hash", str(photo), "--json")
+    assert code == 0
+    (fast,) = json.loads(out)
+    assert fast["path"] == "fast" and fast["md5"] == ref["md5"]
+    assert (int(fast["pdq"], 16) ^ int(expected, 16)).bit_count() <= 10
 
 
 def test_malformed_list_is_refused_with_line_and_nothing_imported(tmp_path: Path) -> None:

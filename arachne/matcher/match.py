@@ -60,11 +60,14 @@ class Matcher:
             value = getattr(hashes, kind.name)
             for entry_id in self.exact.lookup(kind.name, value):
                 decisions.append(MatchDecision(entry_id, "exact", kind.name, 0))
-        if not hashes.pdq_variants or (hashes.pdq_quality or 0) < self.min_quality:
-            return decisions  # low-quality hashes are recorded but never matched
+        # Low-quality hash sets are recorded but never matched; a border-trimmed crop
+        # of good quality is still queried.
+        queries = hashes.pdq_queries(self.min_quality)
+        if not queries:
+            return decisions
         best: dict[int, tuple[int, str]] = {}
-        results = self.pdq.query(list(hashes.pdq_variants), self._max_threshold)
-        for variant, hits in zip(PDQ.VARIANTS, results, strict=True):
+        results = self.pdq.query([h for _, h in queries], self._max_threshold)
+        for (variant, _), hits in zip(queries, results, strict=True):
             for entry_id, dist in hits:
                 if dist > self._thresholds.get(entry_id, self.default_threshold):
                     continue

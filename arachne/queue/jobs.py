@@ -133,7 +133,12 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
             error_detail=res.detail,
         )
         if res.content is not None:
-            hashes = hash_image_bytes(res.content, max_pixels=ctx.settings.max_image_pixels)
+            hashes = hash_image_bytes(
+                res.content,
+                max_pixels=ctx.settings.max_image_pixels,
+                max_bytes=ctx.settings.fetch_max_bytes,
+                reference=False,  # the fast path: see benchmarks/hashing.py
+            )
             res.content = None  # drop the bytes as soon as they are hashed
             outcome.hashes = hashes
             outcome.error, outcome.error_detail = hashes.error, hashes.error_detail
