@@ -78,3 +78,29 @@ def photos() -> Path:
     if not PHOTOS.is_dir():
         pytest.fail(f"benign test photos not found at {PHOTOS}")
     return PHOTOS
+
+
+def fresh_postgres_database(name: str) -> str:
+    """(Re)create database ``name`` and return its URL: a test module's private database.
+
+    PostgreSQL is a required test service: unreachable means the test fails, never skips.
+    """
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(name: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -14,7 +14,6 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -38,8 +37,8 @@ from arachne.store.models import (
     Notice,
     Sighting,
 )
+from tests.conftest import drop_postgres_database, fresh_postgres_database
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 OVERRIDES = """
 [hosts]
@@ -97,16 +96,11 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         return
     # A throwaway database per test keeps PostgreSQL runs isolated from everything else.
     name = f"arachne_notices_{uuid.uuid4().hex[:12]}"
+    url = fresh_postgres_database(name)
     try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield Settings(database_url=f"postgresql://postgres@127.0.0.1:5432/{name}", **common)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield Settings(database_url=url, **common)
+    finally:
+        drop_postgres_database(name)
 
 
 @pytest.fixture

@@ -13,16 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, select
 
 from arachne.errors import ListFormatError
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.hashlists import active_entries, import_list, list_summaries
 from arachne.store.models import HashEntry, HashList
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import fresh_postgres_database
 
 PG_DATABASE = "arachne_lists_test"
 
@@ -34,16 +32,7 @@ def h(kind: str, seed: str) -> str:
 
 
 def _fresh_postgres() -> str:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {PG_DATABASE}"))
-    except OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc.orig}")
-    finally:
-        admin.dispose()
-    return make_url(PG_ADMIN_URL).set(database=PG_DATABASE).render_as_string(hide_password=False)
+    return fresh_postgres_database(PG_DATABASE)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
