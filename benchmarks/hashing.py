@@ -18,6 +18,7 @@ Paths (the levers, one at a time):
                 spans >= 1 / 2 downscaled pixels
   fast          the same at >= 3 (decode.MIN_SCALE_WINDOW): the worker path, digests and
                 border trimming included, exactly as hash_image_bytes(reference=False)
+  fast-pilPNG   the fast path with PNG decoded by Pillow instead of libspng (pyspng)
   decode-floor  digests + the fast path's decode alone: no hashing change can beat it
 The last line printed is one JSON object of the reference-vs-fast figures.
 """
@@ -39,6 +40,7 @@ import numpy as np  # noqa: E402
 import pdqhash  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from arachne.matcher import decode  # noqa: E402
 from arachne.matcher.decode import decode_luma  # noqa: E402
 from arachne.matcher.hashing import digests, hash_image_bytes, pdq_from_luma  # noqa: E402
 from arachne.matcher.kinds import PDQ  # noqa: E402
@@ -103,6 +105,15 @@ def fast(data: bytes) -> str:
     return hash_image_bytes(data, max_pixels=MAX_PIXELS, reference=False).pdq or ""
 
 
+def fast_pillow_png(data: bytes) -> str:
+    """The fast path as it was before libspng: every PNG decoded by Pillow."""
+    saved, decode.pyspng = decode.pyspng, None
+    try:
+        return hash_image_bytes(data, max_pixels=MAX_PIXELS, reference=False).pdq or ""
+    finally:
+        decode.pyspng = saved
+
+
 PATHS: dict[str, HashPath] = {
     "reference": reference,
     "ref-nocopy": ref_nocopy,
@@ -112,6 +123,7 @@ PATHS: dict[str, HashPath] = {
     "fast-w1": numpy_path(1),
     "fast-w2": numpy_path(2),
     "fast": fast,
+    "fast-pilPNG": fast_pillow_png,
     "decode-floor": decode_floor,
 }
 

@@ -456,3 +456,84 @@ def test_queries_leave_out_a_low_quality_set() -> None:
     )
     assert [label for label, _ in h.pdq_queries(50)] == [TRIM_PREFIX + v for v in PDQ.VARIANTS]
     assert len(h.pdq_queries()) == 16
+
+
+# --- libspng PNG decode (pyspng) ---------------------------------------------------------------
+
+
+def png_variants() -> list[object]:
+    rgb = photo("skimage_coffee.png", 300)
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.random.default_rng(5).integers(0, 256, rgb.size[::-1], "u1")))
+    grey16 = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
+    anim = encode(rgb, "PNG", save_all=True, append_images=[rgb.rotate(90)])
+    return [
+        pytest.param(encode(rgb), id="rgb"),
+        pytest.param(encode(rgb.convert("L")), id="grey"),
+        pytest.param(encode(rgba), id="rgba"),
+        pytest.param(encode(rgb.convert("LA")), id="grey-alpha"),
+        pytest.param(encode(rgb.quantize(64)), id="palette"),
+        pytest.param(encode(grey16), id="grey16"),
+        pytest.param(encode(rgb.convert("1")), id="1-bit"),
+        pytest.param(encode(rgb, "PNG", transparency=(0, 0, 0)), id="rgb-trns"),
+        pytest.param(anim, id="apng"),
+    ]
+
+
+@pytest.mark.parametrize("data", png_variants())
+def test_spng_decodes_like_pillow(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arachne.matcher import decode
+
+    fast = decode_luma(data, 10**9)
+    monkeypatch.setattr(decode, "pyspng", None)
+    pil = decode_luma(data, 10**9)
+    assert np.array_equal(fast.pixels, pil.pixels) and fast.scale == pil.scale
+    with Image.open(io.BytesIO(data)) as img:
+        assert np.array_equal(fast.pixels, np.asarray(img.convert("L")))
+
+
+def test_spng_is_used_for_plain_png_and_hashes_like_reference() -> None:
+    from arachne.matcher import decode
+
+    pytest.importorskip("pyspng")
+    img = photo("skimage_chelsea.png")
+    data = encode(img.resize((img.width * 4, img.height * 4)), "PNG", compress_level=3)
+    assert decode._png_first_frame(data, Image.open(io.BytesIO(data))) is not None
+    fast, ref = hash_image_bytes(data, reference=False), hash_image_bytes(data)
+    assert hamming(fast.pdq, ref.pdq) <= 4
+
+
+def test_spng_failure_falls_back_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from arachne.matcher import decode
+
+    class Broken:
+        @staticmethod
+        def load(data: bytes) -> np.ndarray:
+            raise RuntimeError("libspng says no")
+
+    data = encode(photo("sklearn_flower.jpg", 300))
+    expected = decode_luma(data, 10**9)
+    monkeypatch.setattr(decode, "pyspng", Broken)
+    assert np.array_equal(decode_luma(data, 10**9).pixels, expected.pixels)
+    truncated = hash_image_bytes(data[: len(data) // 2], reference=False)
+    assert truncated.error == "truncated"
+
+
+def test_spng_never_sees_a_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
+    from arachne.matcher import decode
+
+    calls: list[int] = []
+
+    class Recorder:
+        @staticmethod
+        def load(data: bytes) -> np.ndarray:
+            calls.append(len(data))
+            raise RuntimeError("not expected")
+
+    monkeypatch.setattr(decode, "pyspng", Recorder)
+    assert hash_image_bytes(bomb_png(), reference=False).error == "decompression_bomb"
+    big = encode(Image.new("RGB", (400, 300)))
+    assert hash_image_bytes(big, reference=False, max_pixels=400 * 300 - 1).error == (
+        "decompression_bomb"
+    )
+    assert calls == []
