@@ -449,3 +449,14 @@ def test_repeated_segment_is_a_trap() -> None:
 def test_many_query_params_is_a_trap() -> None:
     url = "https://site.test/q?" + "&".join(f"k{i}=" for i in range(MAX_QUERY_PARAMS + 1))
     assert trap_reason(url) == "too_many_query_params"
+
+
+def test_one_malformed_url_costs_only_itself() -> None:
+    html = (
+        '<img src="http://[bad/x.jpg"><img src="http://h.example:99999/a.jpg">'
+        '<img src="/ok.jpg"><a href="http://[::1/">x</a><a href="/next.html">n</a>'
+    )
+    assert [u for u, _ in extract_images(html, "http://site.example/")] == [
+        "http://site.example/ok.jpg"
+    ]
+    assert extract_links(html, "http://site.example/") == ["http://site.example/next.html"]

@@ -48,7 +48,10 @@ def css_urls(css: str) -> list[str]:
 
 
 def is_image_path(url: str) -> bool:
-    path = urlsplit(url).path.lower()
+    try:
+        path = urlsplit(url).path.lower()
+    except ValueError:
+        return False
     return any(path.endswith(ext) for ext in IMAGE_EXTENSIONS)
 
 
@@ -56,8 +59,12 @@ def _absolute(base: str, raw: str) -> str | None:
     raw = raw.strip()
     if not raw or raw.startswith(("data:", "javascript:", "mailto:", "blob:", "#")):
         return None
-    url = safe_url_string(urljoin(base, raw)).split("#", 1)[0]
-    return url if urlsplit(url).scheme in ("http", "https") else None
+    try:
+        url = safe_url_string(urljoin(base, raw)).split("#", 1)[0]
+        scheme = urlsplit(url).scheme
+    except ValueError:  # "http://[bad", port out of range: skip this URL, not the page
+        return None
+    return url if scheme in ("http", "https") else None
 
 
 def extract_images(html: str | Selector, page_url: str) -> list[tuple[str, str]]:

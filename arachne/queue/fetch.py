@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -76,12 +78,21 @@ class FetchConfig:
 
 
 async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResult]:
-    """Fetch every URL; results in input order."""
-    connector = aiohttp.TCPConnector(
-        limit=config.concurrency, limit_per_host=config.per_host, ttl_dns_cache=300
-    )
-    timeout = aiohttp.ClientTimeout(total=config.timeout, sock_connect=min(10, config.timeout))
+    """Fetch every URL; results in input order.
+
+    The timeout runs per request from the moment it holds one of its host's slots: a batch
+    is grouped by host, so waiting for a slot must not count (it would turn a slow host's
+    batch into false "timeout" errors).
+    """
+    connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=0, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(10, config.timeout))
     headers = {"User-Agent": config.user_agent, "Accept": "image/*,*/*;q=0.5"}
+    slots: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(config.per_host))
+
+    async def one(url: str) -> FetchResult:
+        async with slots[_host_key(url)]:
+            return await _fetch_one(session, url, config)
+
     async with aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
@@ -89,14 +100,25 @@ async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResu
         auto_decompress=True,
         response_class=_PeerResponse,
     ) as session:
-        return list(await asyncio.gather(*(_fetch_one(session, u, config) for u in urls)))
+        return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+def _host_key(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}"
+    except ValueError:
+        return url
 
 
 async def _fetch_one(session: aiohttp.ClientSession, url: str, config: FetchConfig) -> FetchResult:
     result = FetchResult(url=url)
     started = time.monotonic()
     try:
-        async with session.get(url, allow_redirects=True, max_redirects=5) as resp:
+        async with (
+            asyncio.timeout(config.timeout),
+            session.get(url, allow_redirects=True, max_redirects=5) as resp,
+        ):
             result.status = resp.status
             result.content_type = resp.headers.get("Content-Type")
             result.headers = {h: resp.headers[h] for h in KEPT_HEADERS if h in resp.headers}

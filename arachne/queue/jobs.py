@@ -124,7 +124,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
         outcome = ImageOutcome(
             image_url=res.url,
             page_url=pages.get(res.url),
-            host=(urlsplit(res.url).hostname or "").lower(),
+            host=(urlsplit(res.url).hostname or "").lower()[:255],
             http_status=res.status,
             server_ip=res.server_ip,
             content_type=res.content_type,

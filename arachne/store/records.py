@@ -94,6 +94,7 @@ def record_outcomes(
         if key not in existing
     ]
     if rows:
+        rows.sort(key=lambda r: r["url_key"])  # one lock order for concurrent workers
         session.execute(insert_ignore(session, Sighting.__table__), rows)
     sighting_ids = dict(
         session.execute(
@@ -119,6 +120,7 @@ def record_outcomes(
         for d in o.decisions
     ]
     if match_rows:
+        match_rows.sort(key=lambda r: (r["sighting_id"], r["entry_id"]))
         session.execute(insert_ignore(session, Match.__table__), match_rows)
     return RecordReport(
         new_sightings=len(rows),
@@ -151,6 +153,7 @@ def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> tuple[dic
         if sha not in before
     ]
     if rows:
+        rows.sort(key=lambda r: r["sha256"])  # one lock order: no deadlock on PostgreSQL
         session.execute(insert_ignore(session, Image.__table__), rows)
     ids = dict(
         session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(by_sha)))).all()

@@ -47,6 +47,8 @@ class CampaignSpider(scrapy.Spider):
     def parse(self, response: Response, depth: int = 0) -> Iterator[Any]:
         if not isinstance(response, TextResponse):
             return
+        if not self.scope.allows(response.url):
+            return  # an in-scope link redirected off scope: not ours to crawl
         content_type = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
         # Scrapy also recognises HTML served without a Content-Type from its content.
         if not isinstance(response, HtmlResponse) and "html" not in content_type:
