@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 
 from arachne import __version__
 from arachne.errors import ArachneError
@@ -46,6 +48,12 @@ def _errors() -> Iterator[None]:
         yield
     except ArachneError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except RedisConnectionError as exc:
+        click.echo(f"error: cannot reach Redis ({exc}); check REDIS_URL", err=True)
+        sys.exit(2)
+    except SQLAlchemyOperationalError as exc:
+        click.echo(f"error: the store is unavailable ({exc.orig}); check DATABASE_URL", err=True)
         sys.exit(2)
 
 
@@ -205,9 +213,15 @@ def campaign_group() -> None:
     help="Extra host whose pages may be crawled (repeatable); seed hosts are always allowed.",
 )
 @click.option(
-    "--max-depth", type=int, help="Links followed from a seed (default from settings: 5)."
+    "--max-depth",
+    type=click.IntRange(0),
+    help="Links followed from a seed (default from settings: 5).",
 )
-@click.option("--max-pages", type=int, help="Pages crawled at most (default from settings: 10000).")
+@click.option(
+    "--max-pages",
+    type=click.IntRange(1),
+    help="Pages crawled at most (default from settings: 10000).",
+)
 @pass_ctx
 def campaign_create(
     ctx: Ctx,
@@ -227,12 +241,15 @@ def campaign_create(
     for seed in seeds:
         if not seed.startswith(("http://", "https://")):
             raise click.BadParameter(f"{seed!r} is not an http(s) URL", param_hint="--seed")
-    scope = Scope.for_seeds(
-        seeds,
-        hosts,
-        max_depth=max_depth if max_depth is not None else s.max_depth,
-        max_pages=max_pages if max_pages is not None else s.max_pages,
-    )
+    try:
+        scope = Scope.for_seeds(
+            seeds,
+            hosts,
+            max_depth=max_depth if max_depth is not None else s.max_depth,
+            max_pages=max_pages if max_pages is not None else s.max_pages,
+        )
+    except ValueError as exc:  # no host, malformed IPv6 literal, bad port
+        raise click.BadParameter(str(exc), param_hint="--seed") from None
     with _errors(), Store.open(s).session() as session:
         create_campaign(session, name, list(seeds), scope.as_json())
     click.echo(
@@ -292,6 +309,14 @@ def crawl(ctx: Ctx, name: str) -> None:
         f"{stats.get('item_scraped_count', 0)} image references",
         err=True,
     )
+    if stats.get("arachne/failed"):
+        click.echo(
+            f"error: the crawl of {name!r} could not queue some image references (see the "
+            "errors above); fix the cause and crawl again (URLs already queued are not "
+            "queued twice)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @cli.command()
@@ -310,7 +335,9 @@ def worker(ctx: Ctx, burst: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--workers", type=int, help="Worker processes (default from settings: 2).")
+@click.option(
+    "--workers", type=click.IntRange(1), help="Worker processes (default from settings: 2)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @pass_ctx
 def run(ctx: Ctx, name: str, workers: int | None, as_json: bool) -> None:

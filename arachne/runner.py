@@ -7,6 +7,7 @@ they share the embedded Valkey this process started (or the external Redis).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from rq.intermediate_queue import IntermediateQueue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from arachne.errors import ArachneError
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queue
 from arachne.settings import Settings
@@ -26,6 +29,15 @@ from arachne.store.db import Store
 from arachne.store.summary import campaign_summary
 
 ProgressFn = Callable[[dict[str, Any]], None]
+
+WORKER_DEATH_WINDOW = 60.0
+"""Seconds over which worker deaths are counted by the crash-loop guard."""
+WORKER_DEATHS_MAX = 3
+"""Deaths per worker slot within the window before `arachne run` gives up."""
+
+
+class WorkerCrashLoop(ArachneError):
+    """Workers keep dying as they start; respawning them would loop forever."""
 
 
 @dataclass
@@ -51,9 +63,24 @@ def maintain_queue(redis: Redis, settings: Settings, now: float | None = None) -
     """
     queue = image_queue(redis, settings)
     timestamp = time.time() if now is None else now
-    StartedJobRegistry(queue=queue).cleanup(timestamp=timestamp)
-    scheduled = ScheduledJobRegistry(queue=queue)
+    started = StartedJobRegistry(queue=queue)
+    started.cleanup(timestamp=timestamp)
+    # A job dequeued by a worker that died before registering it stays in rq's
+    # intermediate list; after a minute there it goes back to the queue (batches are
+    # idempotent, so a late original run does no harm).
+    intermediate = IntermediateQueue(queue.key, redis)
     moved = 0
+    for job_id in intermediate.get_job_ids():
+        if job_id in started or intermediate.set_first_seen(job_id):
+            continue
+        if now is None and not intermediate.should_be_cleaned_up(job_id):
+            continue
+        intermediate.remove(job_id)
+        job = queue.fetch_job(job_id)
+        if job is not None:
+            queue.enqueue_job(job)
+            moved += 1
+    scheduled = ScheduledJobRegistry(queue=queue)
     for job_id in scheduled.get_jobs_to_schedule(int(timestamp)):
         if not redis.zrem(scheduled.key, job_id):
             continue  # someone else moved it
@@ -66,9 +93,12 @@ def maintain_queue(redis: Redis, settings: Settings, now: float | None = None) -
 
 def queue_state(redis: Redis, settings: Settings) -> QueueState:
     queue = image_queue(redis, settings)
+    # rq parks a dequeued job in an "intermediate" list until it is registered as started:
+    # count it as running, or the run could end while it is in flight.
+    intermediate = int(redis.llen(queue.intermediate_queue_key))
     return QueueState(
         queued=queue.count,
-        running=StartedJobRegistry(queue=queue).count,
+        running=StartedJobRegistry(queue=queue).count + intermediate,
         failed=FailedJobRegistry(queue=queue).count,
         retrying=ScheduledJobRegistry(queue=queue).count,
     )
@@ -104,6 +134,8 @@ def run_campaign(
     started = time.monotonic()
     crawl_rc: int | None = None
     last_maintenance = time.monotonic()
+    deaths: list[float] = []  # when workers died, for the crash-loop guard
+    status = "failed"
     try:
         while True:
             time.sleep(interval)
@@ -113,9 +145,19 @@ def run_campaign(
             if crawl_rc is None:
                 crawl_rc = crawl.poll()
             state = queue_state(redis, settings)
-            # Replace a worker that died (killed, OOM) so queued work is not stranded.
+            # Replace a worker that died (killed, OOM) so queued work is not stranded, but
+            # give up on workers that die as they start (bad DATABASE_URL, store down).
             for i, proc in enumerate(worker_procs):
                 if proc.poll() is not None and not state.idle:
+                    now = time.monotonic()
+                    deaths = [t for t in deaths if now - t < WORKER_DEATH_WINDOW] + [now]
+                    if len(deaths) > WORKER_DEATHS_MAX * n_workers:
+                        raise WorkerCrashLoop(
+                            f"{len(deaths)} worker processes died within "
+                            f"{WORKER_DEATH_WINDOW:.0f} s (exit code {proc.returncode}); "
+                            "see their errors above. Queued work is kept: fix the cause and "
+                            f"run `arachne worker` or `arachne run {name}` again"
+                        )
                     worker_procs[i] = _spawn(["worker"], env)
             if progress:
                 progress(
@@ -127,19 +169,21 @@ def run_campaign(
                     }
                 )
             if crawl_rc is not None and state.idle:
+                status = "done" if crawl_rc == 0 else "failed"
                 break
     except KeyboardInterrupt:
-        crawl.terminate()
+        status = "stopped"
         raise
     finally:
         _stop(worker_procs)
         if crawl.poll() is None:
             crawl.terminate()
             crawl.wait(30)
+        # Whatever ended the run, the store says so and keeps the counters.
+        with contextlib.suppress(Exception), store.session() as session:
+            snapshot_stats(session, name, stats.get_all())
+            set_status(session, name, status)
     live = stats.get_all()
-    with store.session() as session:
-        snapshot_stats(session, name, live)
-        set_status(session, name, "done" if crawl_rc == 0 else "failed")
     with store.session() as session:
         summary = campaign_summary(session, name, live)
     summary["crawl_exit_code"] = crawl_rc

@@ -104,3 +104,15 @@ def test_vics_import_reports_skipped_and_filters_categories(tmp_path: Path) -> N
     assert code == 0, err
     only_one = json.loads(out)
     assert 0 < sum(only_one["active"].values()) < everything
+
+
+def test_bad_seeds_and_ranges_are_clear_errors(tmp_path: Path) -> None:
+    for seed in ("http://", "http://[::1"):
+        code, _, err = _run(tmp_path, "campaign", "create", "c", "--seed", seed)
+        assert code == 2 and "Traceback" not in err and "--seed" in err, err
+    code, _, err = _run(
+        tmp_path, "campaign", "create", "c", "--seed", "http://a.example/", "--max-pages", "0"
+    )
+    assert code == 2 and "--max-pages" in err
+    code, _, err = _run(tmp_path, "run", "c", "--workers", "0")
+    assert code == 2 and "--workers" in err

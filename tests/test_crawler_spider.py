@@ -206,3 +206,12 @@ def test_xhtml_content_type_is_parsed() -> None:
     items, requests = run_parse(spider, response)
     assert [i.url for i in items] == ["https://site.test/a.png"]
     assert [r.url for r in requests] == ["https://site.test/x.html"]
+
+
+def test_a_page_redirected_off_scope_is_not_crawled() -> None:
+    spider = make_spider()
+    # An in-scope link answered by a redirect to another site: Scrapy hands the final URL.
+    response = html_response(
+        "https://elsewhere.test/landing", links_page("/more", images=("/x.jpg",)), depth=1
+    )
+    assert run_parse(spider, response) == ([], [])

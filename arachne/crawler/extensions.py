@@ -12,6 +12,9 @@ from scrapy.http import Request, Response
 from arachne.queue import stats as st
 from arachne.queue.connection import redis_from_url
 
+page_failed = object()
+"""Signal the spider sends when a page could not be downloaded (DNS, refused, timeout)."""
+
 
 class LiveStats:
     def __init__(self, redis_url: str, campaign: str) -> None:
@@ -25,6 +28,7 @@ class LiveStats:
         ext = cls(s["ARACHNE_REDIS_URL"], s["ARACHNE_CAMPAIGN"])
         crawler.signals.connect(ext.response_received, signal=signals.response_received)
         crawler.signals.connect(ext.request_failed, signal=signals.spider_error)
+        crawler.signals.connect(ext.request_failed, signal=page_failed)
         return ext
 
     def response_received(self, response: Response, request: Request, **_: Any) -> None:

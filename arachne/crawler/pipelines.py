@@ -6,6 +6,7 @@ from typing import Any
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
+from scrapy.statscollectors import StatsCollector
 
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queue, redis_from_url
@@ -13,22 +14,29 @@ from arachne.queue.enqueue import Enqueuer, ImageRef
 from arachne.settings import Settings
 
 CHUNK = 100  # refs checked against Redis in one round trip
+PIPELINE_FAILURES = "arachne/queue_failures"  # Scrapy stat: chunks that could not be queued
 
 
 class QueuePipeline:
-    def __init__(self, settings: Settings, redis_url: str, campaign: str) -> None:
+    def __init__(
+        self, settings: Settings, redis_url: str, campaign: str, stats: StatsCollector | None = None
+    ) -> None:
         self.settings = settings
         self.redis_url = redis_url
         self.campaign = campaign
         self._chunk: list[ImageRef] = []
         self.enqueuer: Enqueuer | None = None
+        self.failed = False
+        self.crawl_stats = stats
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> QueuePipeline:
         s = crawler.settings
         if not s.get("ARACHNE_REDIS_URL") or not s.get("ARACHNE_CAMPAIGN"):
             raise NotConfigured("ARACHNE_REDIS_URL and ARACHNE_CAMPAIGN are required")
-        return cls(s["ARACHNE_SETTINGS"], s["ARACHNE_REDIS_URL"], s["ARACHNE_CAMPAIGN"])
+        return cls(
+            s["ARACHNE_SETTINGS"], s["ARACHNE_REDIS_URL"], s["ARACHNE_CAMPAIGN"], crawler.stats
+        )
 
     def open_spider(self) -> None:
         redis = redis_from_url(self.redis_url)
@@ -50,13 +58,23 @@ class QueuePipeline:
         return item
 
     def close_spider(self) -> None:
-        self._drain()
-        if self.enqueuer is not None:
-            self.enqueuer.flush()
+        try:
+            self._drain()
+        finally:
+            if self.enqueuer is not None:
+                self.enqueuer.flush()
 
     def _drain(self) -> None:
         if self.enqueuer is None or not self._chunk:
             return
-        chunk, self._chunk = self._chunk, []
-        self.enqueuer.stats.inc(st.IMAGES_FOUND, len(chunk))
-        self.enqueuer.add(chunk)
+        try:
+            self.enqueuer.add(self._chunk)
+        except Exception:
+            # Redis unreachable: keep the refs (they were never marked seen) and make the
+            # crawl exit non-zero so the operator knows the campaign is incomplete.
+            self.failed = True
+            if self.crawl_stats is not None:
+                self.crawl_stats.inc_value(PIPELINE_FAILURES)
+            raise
+        self.enqueuer.stats.inc(st.IMAGES_FOUND, len(self._chunk))
+        self._chunk = []

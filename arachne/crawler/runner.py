@@ -7,6 +7,7 @@ from typing import Any
 
 from scrapy.crawler import CrawlerProcess
 
+from arachne.crawler.pipelines import PIPELINE_FAILURES
 from arachne.crawler.scope import Scope
 from arachne.crawler.spiders.campaign import CampaignSpider
 from arachne.settings import Settings
@@ -48,4 +49,8 @@ def run_crawl(
     # Scrapy lowers the root logger to DEBUG; keep the CLI's choice (-v or not).
     logging.getLogger().setLevel(level)
     process.start()
-    return dict(crawler.stats.get_stats()) if crawler.stats else {}
+    stats = dict(crawler.stats.get_stats()) if crawler.stats else {}
+    # Scrapy only logs a pipeline error; references that could not be queued make the
+    # crawl incomplete, which the caller must say.
+    stats["arachne/failed"] = bool(stats.get(PIPELINE_FAILURES))
+    return stats

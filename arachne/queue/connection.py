@@ -8,6 +8,7 @@ URL through their environment instead, see ``Settings.child_env``).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -91,16 +92,22 @@ def redis_url_for(settings: Settings) -> Iterator[str]:
     if settings.redis_url:
         yield settings.redis_url
         return
-    found = _running_embedded_url(settings.data_dir)
-    if found:
-        yield found
-        return
-    server = EmbeddedValkey(settings.data_dir)
-    url = server.start()
+    # Check-and-start under a file lock: two Arachne processes starting at once must not
+    # both start a server on the same append-only file.
+    lock_path = settings.data_dir / "valkey" / ".start.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url = _running_embedded_url(settings.data_dir)
+        server = None
+        if url is None:
+            server = EmbeddedValkey(settings.data_dir)
+            url = server.start()
     try:
         yield url
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 def redis_from_settings(settings: Settings) -> Redis:

@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 class ArachneWorker(Worker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         context = jobs.get_context()
-        context.refresh_if_stale()
+        try:
+            context.refresh_if_stale()
+        except Exception:
+            # A store blip must not kill the worker with the job dequeued: match with the
+            # index already loaded; the next job tries the refresh again.
+            log.exception("could not check the hash lists for updates; using the loaded index")
         # Close the parent's pooled connections so the fork never shares a socket.
         context.store.engine.dispose()
         super().execute_job(job, queue)

@@ -7,7 +7,10 @@ from typing import Any
 
 import scrapy
 from scrapy.http import HtmlResponse, Response, TextResponse
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
 
+from arachne.crawler.extensions import page_failed
 from arachne.crawler.extract import extract_images, extract_links
 from arachne.crawler.scope import Scope, normalize_url, trap_reason
 from arachne.queue.enqueue import ImageRef
@@ -42,7 +45,16 @@ class CampaignSpider(scrapy.Spider):
             self.crawler.stats.inc_value(f"arachne/trap/{trap_reason(url)}")
             return None
         self._scheduled.add(key)
-        return scrapy.Request(url, callback=self.parse, cb_kwargs={"depth": depth})
+        return scrapy.Request(
+            url, callback=self.parse, errback=self.page_failed, cb_kwargs={"depth": depth}
+        )
+
+    def page_failed(self, failure: Failure) -> None:
+        """A page that could not be fetched at all (after Scrapy's retries) is counted."""
+        if failure.check(HttpError):
+            return  # an error status: LiveStats counted it when the response arrived
+        self.crawler.stats.inc_value("arachne/page_errors")
+        self.crawler.signals.send_catch_log(signal=page_failed, failure=failure)
 
     def parse(self, response: Response, depth: int = 0) -> Iterator[Any]:
         if not isinstance(response, TextResponse):
