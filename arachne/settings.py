@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     fetch_concurrency: int = Field(32, ge=1)
     fetch_per_host: int = Field(6, ge=1)
+    fetch_retries: int = Field(
+        2, ge=0, description="Later tries for a URL that timed out or got a 5xx/429."
+    )
+    fetch_retry_delay: int = Field(30, ge=0, description="Seconds before the first re-fetch.")
     max_image_pixels: int = Field(
         64_000_000, ge=1, description="Larger images are refused as decompression bombs."
     )

@@ -31,13 +31,21 @@ def serve(routes: dict[str, tuple[int, str, bytes]], host: str = "127.0.0.1") ->
 
 @contextmanager
 def serve_slow(
-    routes: dict[str, tuple[int, str, bytes]], host: str = "127.0.0.1", delay: float = 0.0
+    routes: dict[str, tuple[int, str, bytes]],
+    host: str = "127.0.0.1",
+    delay: float = 0.0,
+    failures: dict[str, int] | None = None,
 ) -> Iterator[str]:
-    """Like ``serve``, answering each request after ``delay`` seconds."""
+    """Like ``serve``, answering each request after ``delay`` seconds; a path in
+    ``failures`` answers 503 that many times before it works."""
+    failing = dict(failures or {})
 
     async def handler(request: web.Request) -> web.Response:
         if delay:
             await asyncio.sleep(delay)
+        if failing.get(request.path, 0) > 0:
+            failing[request.path] -= 1
+            return web.Response(status=503, text="try later")
         status, ctype, body = routes.get(request.path, (404, "text/plain", b"not found"))
         return web.Response(status=status, body=body, content_type=ctype)
 

@@ -106,3 +106,34 @@ def test_list_import_is_picked_up_without_restart(context: jobs.WorkerContext) -
             create_campaign(s, "c2", ["http://127.0.0.1/"], {})
         jobs.process_batch("c2", [{"url": base + "/other.jpg", "page": None}])
     assert _counts(context.store)[2] == 1
+
+
+def test_transient_failures_are_refetched_later_not_recorded(
+    context: jobs.WorkerContext,
+) -> None:
+    from rq.registry import ScheduledJobRegistry
+
+    from arachne.queue.connection import image_queue
+    from tests.imageserver import serve_slow
+
+    with serve_slow(ROUTES, failures={"/known.jpg": 1, "/other.jpg": 5}) as base:
+        refs = [{"url": base + p, "page": None} for p in ("/known.jpg", "/other.jpg", "/fake.jpg")]
+        counts = jobs.process_batch("c1", refs)
+        # Only the permanent outcome is recorded; the two 503s wait for a later try.
+        assert _counts(context.store)[0] == 1 and counts[st.FETCH_RETRY] == 2
+        queue = image_queue(context.redis, context.settings)
+        scheduled = ScheduledJobRegistry(queue=queue)
+        (job_id,) = scheduled.get_job_ids()
+        retry = queue.fetch_job(job_id)
+        assert retry is not None and {r["attempt"] for r in retry.args[1]} == {1}
+        jobs.process_batch(*retry.args)  # known.jpg works now; other.jpg still fails
+        with context.store.session() as s:
+            rows = {x.image_url.rsplit("/", 1)[1]: x.error for x in s.scalars(select(Sighting))}
+        assert rows == {"fake.jpg": "not_an_image", "known.jpg": None}
+        (last_id,) = [j for j in scheduled.get_job_ids() if j != job_id]
+        last = queue.fetch_job(last_id)
+        assert last is not None
+        jobs.process_batch(*last.args)  # the last allowed try: the error is recorded
+    with context.store.session() as s:
+        rows = {x.image_url.rsplit("/", 1)[1]: x.error for x in s.scalars(select(Sighting))}
+    assert rows["other.jpg"] == "http_503"

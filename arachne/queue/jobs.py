@@ -109,6 +109,47 @@ def get_context() -> WorkerContext:
     return _context
 
 
+TRANSIENT_ERRORS = frozenset(
+    {
+        "timeout",
+        "connection_error",
+        "http_error",
+        "http_429",
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_504",
+    }
+)
+"""Fetch failures worth another try later; anything else is recorded at once."""
+
+
+def _schedule_refetch(
+    ctx: WorkerContext,
+    campaign: str,
+    outcomes: list[ImageOutcome],
+    pages: dict[str, Any],
+    attempts: dict[str, int],
+) -> None:
+    from datetime import timedelta
+
+    from arachne.queue.connection import image_queue
+    from arachne.queue.enqueue import JOB_FUNC
+
+    attempt = max(attempts[o.image_url] for o in outcomes) + 1
+    payload = [
+        {"url": o.image_url, "page": pages.get(o.image_url), "attempt": attempt} for o in outcomes
+    ]
+    image_queue(ctx.redis, ctx.settings).enqueue_in(
+        timedelta(seconds=ctx.settings.fetch_retry_delay * attempt),
+        JOB_FUNC,
+        campaign,
+        payload,
+        job_timeout=ctx.settings.job_timeout,
+        description=f"{campaign}: re-fetch {len(payload)} images (attempt {attempt + 1})",
+    )
+
+
 def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
     """Fetch, hash, match and record one batch of ``{"url", "page"}`` image references."""
     ctx = get_context()
@@ -117,6 +158,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
     campaign_id = ctx.campaign_id(campaign)
     urls = list(dict.fromkeys(str(r["url"]) for r in refs))
     pages = {str(r["url"]): r.get("page") for r in refs}
+    attempts = {str(r["url"]): int(r.get("attempt", 0)) for r in refs}
 
     fetched = asyncio.run(fetch_many(urls, ctx.fetch_config()))
     outcomes: list[ImageOutcome] = []
@@ -145,6 +187,17 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
             outcome.decisions = ctx.matcher.match(hashes)
         outcomes.append(outcome)
 
+    # A flaky host (timeout, 5xx, 429) gets another try later instead of a permanent error
+    # row: only URLs that failed transiently are re-queued, in a delayed batch of their own.
+    retry = [
+        o
+        for o in outcomes
+        if o.error in TRANSIENT_ERRORS and attempts[o.image_url] < ctx.settings.fetch_retries
+    ]
+    if retry:
+        outcomes = [o for o in outcomes if o not in retry]
+        _schedule_refetch(ctx, campaign, retry, pages, attempts)
+
     with ctx.store.session() as session:
         report = record_outcomes(session, campaign_id, outcomes)
 
@@ -167,5 +220,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
             counts[st.IMAGES_MATCHED] += 1
             exact = any(d.kind == "exact" for d in o.decisions)
             counts[st.MATCH_EXACT if exact else st.MATCH_NEAR] += 1
+    if retry:
+        counts[st.FETCH_RETRY] += len(retry)
     st.Stats(ctx.redis, campaign).inc_many(counts)
     return dict(counts)

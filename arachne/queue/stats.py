@@ -23,6 +23,7 @@ IMAGES_DUPLICATE = "queue/images_duplicate"
 JOBS_QUEUED = "queue/jobs"
 IMAGES_FETCHED = "fetch/ok"
 FETCH_ERROR = "fetch/error/"  # + reason
+FETCH_RETRY = "fetch/retry"  # transient failures sent back for a later try
 HASHED = "hash/ok"
 HASH_ERROR = "hash/error/"  # + reason
 LOW_QUALITY = "hash/low_quality"
