@@ -137,3 +137,24 @@ def test_transient_failures_are_refetched_later_not_recorded(
     with context.store.session() as s:
         rows = {x.image_url.rsplit("/", 1)[1]: x.error for x in s.scalars(select(Sighting))}
     assert rows["other.jpg"] == "http_503"
+
+
+def test_a_large_list_uses_the_multi_index_and_still_matches(
+    context: jobs.WorkerContext,
+) -> None:
+    import numpy as np
+
+    from arachne.matcher.mih import LINEAR_BELOW, MIHPDQIndex
+
+    rng = np.random.default_rng(7)
+    big = context.settings.data_dir / "big.txt"
+    noise = rng.integers(0, 256, (LINEAR_BELOW + 1000, 32), dtype=np.uint8)
+    big.write_text("".join(f"pdq {row.tobytes().hex()}\n" for row in noise))
+    import_list(context.store, "big", big)
+    with serve(ROUTES) as base:
+        jobs.process_batch("c1", [{"url": base + "/known-copy.png", "page": None}])
+    assert context.matcher is not None
+    assert isinstance(context.matcher.pdq, MIHPDQIndex)
+    with context.store.session() as s:
+        kinds = [m.kind for m in s.scalars(select(Match))]
+    assert kinds == ["near"], "the re-encoded copy must still match through the multi-index"
