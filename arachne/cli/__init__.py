@@ -1,0 +1,15 @@
+"""The `arachne` command: every operator action, from importing lists to the demo.
+
+One module per group of sub-commands; importing them registers them on the group.
+"""
+
+from __future__ import annotations
+
+from arachne.cli import campaigns, lists, pipeline, results, tools  # noqa: F401
+from arachne.cli.base import cli
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    cli(prog_name="arachne")

@@ -1,0 +1,85 @@
+"""`arachne crawl`, `arachne worker` and `arachne run`: the pipeline's processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
+
+
+@cli.command()
+@click.argument("name")
+@pass_ctx
+def crawl(ctx: Ctx, name: str) -> None:
+    """Crawl campaign NAME and queue every image URL found (workers do the matching)."""
+    from arachne.crawler.runner import run_crawl
+    from arachne.crawler.scope import Scope
+    from arachne.queue.connection import redis_url_for
+    from arachne.store.db import Store
+    from arachne.store.summary import get_campaign
+
+    s = ctx.settings
+    with operator_errors():
+        with Store.open(s).session() as session:
+            campaign = get_campaign(session, name)
+            seeds, scope = list(campaign.seeds), Scope.from_json(campaign.scope)
+        with redis_url_for(s) as url:
+            stats = run_crawl(s, url, name, seeds, scope)
+    click.echo(
+        f"crawl of {name!r} finished: {stats.get('response_received_count', 0)} responses, "
+        f"{stats.get('item_scraped_count', 0)} image references",
+        err=True,
+    )
+    if stats.get("arachne/failed"):
+        click.echo(
+            f"error: the crawl of {name!r} could not queue some image references (see the "
+            "errors above); fix the cause and crawl again (URLs already queued are not "
+            "queued twice)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@pass_ctx
+def worker(ctx: Ctx, burst: bool) -> None:
+    """Run a matching worker: fetch, hash and match queued image batches."""
+    # One BLAS thread per worker: the workers already use every core (set before numpy loads).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from arachne.queue.connection import redis_from_url, redis_url_for
+    from arachne.queue.worker import run_worker
+
+    with operator_errors(), redis_url_for(ctx.settings) as url:
+        run_worker(ctx.settings, redis_from_url(url), burst=burst)
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--workers", type=click.IntRange(1), help="Worker processes (default from settings: 2)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@pass_ctx
+def run(ctx: Ctx, name: str, workers: int | None, as_json: bool) -> None:
+    """Crawl campaign NAME with workers alongside until every queued image is matched."""
+    from arachne.queue.connection import redis_from_url, redis_url_for
+    from arachne.report import print_progress, print_summary
+    from arachne.runner import run_campaign
+    from arachne.store.db import Store
+
+    s = ctx.settings
+    with operator_errors(), redis_url_for(s) as url:
+        summary = run_campaign(
+            s,
+            Store.open(s),
+            redis_from_url(url),
+            url,
+            name,
+            workers=workers,
+            progress=print_progress,
+        )
+    echo_json(summary) if as_json else print_summary(summary)
