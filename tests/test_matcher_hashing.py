@@ -376,3 +376,17 @@ def test_bits_to_hex_is_msb_first() -> None:
     expected = int("".join(str(int(b)) for b in rnd), 2)
     assert int(PDQ.bits_to_hex(rnd), 16) == expected
     assert bits(PDQ.bits_to_hex(rnd)) == int(rnd.sum())
+
+
+def test_one_pass_digests_across_chunk_boundaries() -> None:
+    import os
+
+    from arachne.matcher.hashing import DIGEST_CHUNK, digests
+
+    for size in (0, 1, DIGEST_CHUNK - 1, DIGEST_CHUNK, DIGEST_CHUNK + 1, 3 * DIGEST_CHUNK + 7):
+        data = os.urandom(size)
+        assert digests(data) == (
+            hashlib.sha256(data).hexdigest(),
+            hashlib.md5(data).hexdigest(),
+            hashlib.sha1(data).hexdigest(),
+        ), size

@@ -85,14 +85,23 @@ class ImageHashes:
         }
 
 
+DIGEST_CHUNK = 256 * 1024
+
+
 def digests(data: bytes) -> tuple[str, str, str]:
-    """(sha256, md5, sha1) of the bytes. Whole-buffer calls: a single pass over memoryview
-    chunks updating all three measured no faster (benchmarks/hashing.py)."""
-    return (
-        hashlib.sha256(data).hexdigest(),
-        hashlib.md5(data, usedforsecurity=False).hexdigest(),
-        hashlib.sha1(data, usedforsecurity=False).hexdigest(),
-    )
+    """(sha256, md5, sha1) of the bytes in one pass: each 256 KiB chunk feeds all three
+    while it is in cache (measured as fast as three whole-buffer calls, and the same loop
+    can digest a body as it streams in)."""
+    sha256 = hashlib.sha256()
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha1 = hashlib.sha1(usedforsecurity=False)
+    view = memoryview(data)
+    for start in range(0, len(view), DIGEST_CHUNK):
+        chunk = view[start : start + DIGEST_CHUNK]
+        sha256.update(chunk)
+        md5.update(chunk)
+        sha1.update(chunk)
+    return sha256.hexdigest(), md5.hexdigest(), sha1.hexdigest()
 
 
 # --- PDQ in numpy, on luminance ------------------------------------------------------------
