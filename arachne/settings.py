@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     fetch_concurrency: int = Field(32, ge=1)
     fetch_per_host: int = Field(6, ge=1)
+    allow_private_networks: bool = Field(
+        False,
+        description="Fetch images on loopback/private addresses (tests and the demo only): "
+        "otherwise a hostile page could make workers probe the operator's own network.",
+    )
     fetch_retries: int = Field(
         2, ge=0, description="Later tries for a URL that timed out or got a 5xx/429."
     )

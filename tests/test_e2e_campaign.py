@@ -170,6 +170,7 @@ def _settings(tmp_path: Path, mailbox: Mailbox, manifest: SiteManifest, **extra:
         smtp_port=mailbox.port,
         fetch_timeout=10,
         batch_size=50,
+        allow_private_networks=True,  # the demo site is on loopback
         **extra,
     )
 

@@ -15,7 +15,7 @@ from PIL import Image
 from arachne.queue.fetch import FetchConfig, FetchResult, fetch_many, sniff_image
 
 MAX_BYTES = 4096
-FAST = FetchConfig(timeout=0.5, max_bytes=MAX_BYTES, concurrency=16, per_host=6)
+FAST = FetchConfig(timeout=0.5, max_bytes=MAX_BYTES, concurrency=16, per_host=6, allow_private=True)
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (32, 24)) -> bytes:
@@ -250,8 +250,13 @@ def test_content_is_sniffed_not_trusted() -> None:
 
 
 def test_user_agent_is_sent() -> None:
-    assert fetch_one("/ua", FetchConfig(timeout=2, user_agent="ArachneTest/9")).status == 200
-    assert fetch_one("/ua", FetchConfig(timeout=2)).error == "http_403"
+    assert (
+        fetch_one(
+            "/ua", FetchConfig(timeout=2, user_agent="ArachneTest/9", allow_private=True)
+        ).status
+        == 200
+    )
+    assert fetch_one("/ua", FetchConfig(timeout=2, allow_private=True)).error == "http_403"
 
 
 def test_redirects_are_followed() -> None:
@@ -386,7 +391,7 @@ def test_per_host_concurrency_is_respected() -> None:
     async def go() -> list[FetchResult]:
         async with serve(counter) as base:
             urls = [f"{base}/counted/{i}" for i in range(10)]
-            return await fetch_many(urls, FetchConfig(timeout=5, per_host=2))
+            return await fetch_many(urls, FetchConfig(timeout=5, per_host=2, allow_private=True))
 
     results = asyncio.run(go())
     assert all(r.error is None for r in results)
@@ -400,7 +405,7 @@ def test_concurrency_is_used() -> None:
     async def go() -> list[FetchResult]:
         async with serve(counter) as base:
             urls = [f"{base}/counted/{i}" for i in range(10)]
-            return await fetch_many(urls, FetchConfig(timeout=5, per_host=5))
+            return await fetch_many(urls, FetchConfig(timeout=5, per_host=5, allow_private=True))
 
     results = asyncio.run(go())
     assert all(r.error is None for r in results)

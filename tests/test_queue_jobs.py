@@ -40,7 +40,13 @@ def context(
         from tests.conftest import reset_postgres
 
         extra["database_url"] = reset_postgres()
-    settings = Settings(data_dir=tmp_path, redis_url=redis_url, fetch_timeout=5, **extra)
+    settings = Settings(
+        data_dir=tmp_path,
+        redis_url=redis_url,
+        fetch_timeout=5,
+        allow_private_networks=True,  # the test server is on loopback
+        **extra,
+    )
     store = Store.open(settings)
     known = tmp_path / "known.txt"
     h = hash_image_bytes(KNOWN)

@@ -32,7 +32,13 @@ def _worker(settings: Settings, burst: bool) -> subprocess.Popen[bytes]:
 def test_killed_worker_job_is_retried_and_recorded_once(
     tmp_path: Path, redis_url: str, redis_client: Redis
 ) -> None:
-    settings = Settings(data_dir=tmp_path, redis_url=redis_url, fetch_timeout=30, retry_backoff=[1])
+    settings = Settings(
+        data_dir=tmp_path,
+        redis_url=redis_url,
+        fetch_timeout=30,
+        retry_backoff=[1],
+        allow_private_networks=True,
+    )
     store = Store.open(settings)
     with store.session() as s:
         create_campaign(s, "k", ["http://127.0.0.1/"], {"allowed_hosts": ["127.0.0.1"]})

@@ -66,6 +66,7 @@ def demo_settings(settings: Settings, smtp_port: int, contacts: Path) -> Setting
             "fetch_timeout": min(settings.fetch_timeout, 10.0),
             "batch_size": min(settings.batch_size, 100),
             "workers": 2,
+            "allow_private_networks": True,  # the demo site is on loopback by design
         }
     )
 

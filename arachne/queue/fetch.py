@@ -7,6 +7,8 @@ Every failure becomes a ``FetchResult`` with a short reason, never an exception.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -14,6 +16,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 # Headers worth keeping as evidence and for contact resolution (CDN detection).
 KEPT_HEADERS = ("server", "via", "x-cache", "cf-ray", "x-served-by", "x-amz-cf-id", "location")
@@ -55,6 +59,50 @@ class _PeerResponse(aiohttp.ClientResponse):
         return await super().start(connection)
 
 
+class BlockedAddress(OSError):
+    """The URL's host is (or resolves to) a loopback, private or otherwise non-public
+    address: fetching it would let a hostile page probe the operator's own network."""
+
+
+def is_public(ip: str) -> bool:
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_global and not addr.is_multicast
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves like aiohttp's default resolver, then refuses non-public addresses."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        infos = await self._inner.resolve(host, port, family)
+        for info in infos:
+            if not is_public(info["host"]):
+                raise BlockedAddress(f"{host} resolves to non-public address {info['host']}")
+        return infos
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+async def _refuse_private_literals(
+    _session: aiohttp.ClientSession, _ctx: object, params: aiohttp.TraceRequestStartParams
+) -> None:
+    # Runs for every hop, redirects included; names go through PublicOnlyResolver.
+    host = params.url.host or ""
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return  # a name, checked when it is resolved
+    if not is_public(host.strip("[]")):
+        raise BlockedAddress(f"{host} is not a public address")
+
+
 @dataclass
 class FetchResult:
     url: str
@@ -75,6 +123,7 @@ class FetchConfig:
     concurrency: int = 32
     per_host: int = 6
     user_agent: str = "ArachneBot/0.1"
+    allow_private: bool = False  # loopback/private targets: only for tests and the demo
 
 
 async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResult]:
@@ -84,7 +133,17 @@ async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResu
     is grouped by host, so waiting for a slot must not count (it would turn a slow host's
     batch into false "timeout" errors).
     """
-    connector = aiohttp.TCPConnector(limit=config.concurrency, limit_per_host=0, ttl_dns_cache=300)
+    connector = aiohttp.TCPConnector(
+        limit=config.concurrency,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        resolver=None if config.allow_private else PublicOnlyResolver(),
+    )
+    traces = []
+    if not config.allow_private:
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(_refuse_private_literals)
+        traces.append(trace)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(10, config.timeout))
     headers = {"User-Agent": config.user_agent, "Accept": "image/*,*/*;q=0.5"}
     slots: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(config.per_host))
@@ -99,6 +158,7 @@ async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResu
         headers=headers,
         auto_decompress=True,
         response_class=_PeerResponse,
+        trace_configs=traces,
     ) as session:
         return list(await asyncio.gather(*(one(u) for u in urls)))
 
@@ -142,7 +202,13 @@ async def _fetch_one(session: aiohttp.ClientSession, url: str, config: FetchConf
     except aiohttp.TooManyRedirects as exc:
         result.error, result.detail = "redirect_loop", str(exc)
         return result
+    except BlockedAddress as exc:
+        result.error, result.detail = "blocked_address", str(exc)
+        return result
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, BlockedAddress):
+            result.error, result.detail = "blocked_address", str(exc.os_error)
+            return result
         result.error, result.detail = "connection_error", str(exc)
         return result
     except (aiohttp.ClientError, aiohttp.InvalidURL, ValueError) as exc:

@@ -86,6 +86,7 @@ class WorkerContext:
             concurrency=s.fetch_concurrency,
             per_host=s.fetch_per_host,
             user_agent=s.user_agent,
+            allow_private=s.allow_private_networks,
         )
 
 
