@@ -68,7 +68,7 @@ def campaign_create(
 
 
 @campaign_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 def campaign_list(ctx: Ctx, as_json: bool) -> None:
     """List campaigns."""

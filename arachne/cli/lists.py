@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
+from arachne.matcher.lists import FORMATS, HASH_KINDS
 
 
 @cli.group("lists", invoke_without_command=True)
@@ -42,8 +43,17 @@ def lists_group(cctx: click.Context, ctx: Ctx, as_json: bool) -> None:
 @lists_group.command("import")
 @click.argument("path", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--name", required=True, help="List name; importing again replaces its content.")
-@click.option("--format", "fmt", help="Force a format (default: detected from the file).")
-@click.option("--kind", help="Hash kind for bare 64-hex lines: sha256 or pdq.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    help="Force a format (default: detected from the content).",
+)
+@click.option(
+    "--kind",
+    type=click.Choice(list(HASH_KINDS)),
+    help="Hash kind of every bare-hex line (needed for 64-hex lists: sha256 or pdq).",
+)
 @click.option(
     "--threshold",
     type=click.IntRange(0, 128),
@@ -56,7 +66,7 @@ def lists_group(cctx: click.Context, ctx: Ctx, as_json: bool) -> None:
     help="Import only entries of this category (repeatable), e.g. the CSAM categories of a "
     "VICS export; default: every entry.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 def lists_import(
     ctx: Ctx,

@@ -11,7 +11,7 @@ from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
 
 @cli.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 def matches(ctx: Ctx, name: str, as_json: bool) -> None:
     """Matched image URLs of campaign NAME (URLs and hashes, never images)."""
@@ -31,7 +31,7 @@ def matches(ctx: Ctx, name: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 def stats(ctx: Ctx, name: str, as_json: bool) -> None:
     """Figures of campaign NAME: pages, images, matches, notices, errors."""
@@ -57,7 +57,7 @@ def notices_group() -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Write notices as JSON files to this folder instead of sending mail.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 def notices_send(ctx: Ctx, name: str, outbox: Path | None, as_json: bool) -> None:
     """Send one notice per host for matched URLs not yet reported (safe to repeat)."""

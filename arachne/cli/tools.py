@@ -19,7 +19,7 @@ from arachne.settings import Settings
     is_flag=True,
     help="Use the reference path (full decode, pdqhash) instead of the workers' fast path.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 def hash_cmd(ctx: Ctx, files: tuple[Path, ...], reference: bool, as_json: bool) -> None:
     """MD5, SHA-1, SHA-256, PDQ and PDQ quality of image FILES, as the workers compute them
