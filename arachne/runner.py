@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from arachne.errors import ArachneError
 from arachne.queue import stats as st
-from arachne.queue.connection import image_queue
+from arachne.queue.connection import image_queues
 from arachne.settings import Settings
 from arachne.store.campaigns import set_status, snapshot_stats
 from arachne.store.db import Store
@@ -61,8 +62,11 @@ def maintain_queue(redis: Redis, settings: Settings, now: float | None = None) -
     both itself. ZREM decides who moves a due job, so a concurrent rq scheduler can't
     enqueue it twice (and a batch is idempotent anyway).
     """
-    queue = image_queue(redis, settings)
     timestamp = time.time() if now is None else now
+    return sum(_maintain(redis, queue, timestamp, now) for queue in image_queues(redis, settings))
+
+
+def _maintain(redis: Redis, queue: Queue, timestamp: float, now: float | None) -> int:
     started = StartedJobRegistry(queue=queue)
     started.cleanup(timestamp=timestamp)
     # A job dequeued by a worker that died before registering it stays in rq's
@@ -92,16 +96,17 @@ def maintain_queue(redis: Redis, settings: Settings, now: float | None = None) -
 
 
 def queue_state(redis: Redis, settings: Settings) -> QueueState:
-    queue = image_queue(redis, settings)
-    # rq parks a dequeued job in an "intermediate" list until it is registered as started:
-    # count it as running, or the run could end while it is in flight.
-    intermediate = int(redis.llen(queue.intermediate_queue_key))
-    return QueueState(
-        queued=queue.count,
-        running=StartedJobRegistry(queue=queue).count + intermediate,
-        failed=FailedJobRegistry(queue=queue).count,
-        retrying=ScheduledJobRegistry(queue=queue).count,
-    )
+    """Batches queued, running, failed and waiting for a retry, over every priority."""
+    state = QueueState(queued=0, running=0, failed=0, retrying=0)
+    for queue in image_queues(redis, settings):
+        # rq parks a dequeued job in an "intermediate" list until it is registered as
+        # started: count it as running, or the run could end while it is in flight.
+        intermediate = int(redis.llen(queue.intermediate_queue_key))
+        state.queued += queue.count
+        state.running += StartedJobRegistry(queue=queue).count + intermediate
+        state.failed += FailedJobRegistry(queue=queue).count
+        state.retrying += ScheduledJobRegistry(queue=queue).count
+    return state
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -68,3 +68,23 @@ def test_buffered_refs_are_not_marked_seen_until_enqueued(redis_client: Redis) -
     assert again.add(_refs("a.example", 4)) == 4
     again.flush()
     assert redis_client.scard(keys.campaign_seen("c")) == 4
+
+
+def test_the_crawl_pipeline_queues_on_the_campaign_priority(
+    redis_url: str, redis_client: Redis
+) -> None:
+    from arachne.crawler.pipelines import QueuePipeline
+    from arachne.crawler.runner import scrapy_settings
+    from arachne.crawler.scope import Scope
+
+    settings = Settings()
+    scope = Scope.from_json({"allowed_hosts": ["a.example"], "priority": "high"})
+    assert Scope.from_json(scope.as_json()).priority == "high"
+    assert scrapy_settings(settings, redis_url, "c", scope.priority)["ARACHNE_PRIORITY"] == "high"
+    pipeline = QueuePipeline(settings, redis_url, "c", priority=scope.priority)
+    pipeline.open_spider()
+    for ref in _refs("a.example", 3):
+        pipeline.process_item(ref)
+    pipeline.close_spider()
+    assert image_queue(redis_client, settings, "high").count == 1
+    assert image_queue(redis_client, settings).count == 0

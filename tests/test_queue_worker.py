@@ -106,3 +106,33 @@ def test_failed_batch_is_retried_with_backoff_not_dropped(
     assert 0 < wait <= settings.retry_backoff[0] + 1
     state = queue_state(redis_client, settings)
     assert not state.idle and state.retrying == 1, "a waiting retry keeps the run open"
+
+
+def test_high_priority_batches_are_taken_first(
+    tmp_path: Path, redis_url: str, redis_client: Redis
+) -> None:
+    from arachne.queue.connection import image_queues
+    from arachne.queue.worker import run_worker
+
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url, allow_private_networks=True)
+    store = Store.open(settings)
+    with store.session() as s:
+        create_campaign(s, "routine", ["http://127.0.0.1/"], {})
+        create_campaign(s, "urgent", ["http://127.0.0.1/"], {"priority": "high"})
+    images = {f"/{i}.jpg": (200, "image/jpeg", make_image(i)) for i in range(4)}
+    with serve_slow(images) as base:
+        # The routine campaign queued first; the urgent one arrives later.
+        for name, priority, paths in (
+            ("routine", "normal", ["/0.jpg", "/1.jpg"]),
+            ("urgent", "high", ["/2.jpg", "/3.jpg"]),
+        ):
+            queue = image_queue(redis_client, settings, priority)
+            enq = Enqueuer(redis_client, queue, name, batch_size=1)
+            enq.add([ImageRef(base + p, None, name) for p in paths])
+            enq.flush()
+        jobs = [j for q in image_queues(redis_client, settings) for j in q.get_jobs()]
+        run_worker(settings, redis_client, burst=True)
+    for job in jobs:
+        job.refresh()
+    finished = sorted(jobs, key=lambda j: j.ended_at)
+    assert [j.args[0] for j in finished] == ["urgent", "urgent", "routine", "routine"]

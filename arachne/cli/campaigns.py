@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
+from arachne.queue.connection import PRIORITIES
 
 
 @cli.group("campaign")
@@ -31,6 +32,13 @@ def campaign_group() -> None:
     type=click.IntRange(1),
     help="Pages crawled at most (default from settings: 10000).",
 )
+@click.option(
+    "--priority",
+    type=click.Choice(list(PRIORITIES)),
+    default="normal",
+    show_default=True,
+    help="Workers take batches of high-priority campaigns first (e.g. a tip-line report).",
+)
 @pass_ctx
 def campaign_create(
     ctx: Ctx,
@@ -39,6 +47,7 @@ def campaign_create(
     hosts: tuple[str, ...],
     max_depth: int | None,
     max_pages: int | None,
+    priority: str,
 ) -> None:
     """Create campaign NAME. Scope limits the pages followed; images embedded on those pages
     are checked wherever they are hosted."""
@@ -56,6 +65,7 @@ def campaign_create(
             hosts,
             max_depth=max_depth if max_depth is not None else s.max_depth,
             max_pages=max_pages if max_pages is not None else s.max_pages,
+            priority=priority,
         )
     except ValueError as exc:  # no host, malformed IPv6 literal, bad port
         raise click.BadParameter(str(exc), param_hint="--seed") from None
@@ -63,7 +73,7 @@ def campaign_create(
         create_campaign(session, name, list(seeds), scope.as_json())
     click.echo(
         f"created campaign {name!r}: {len(seeds)} seed(s), hosts {sorted(scope.allowed_hosts)}, "
-        f"depth ≤ {scope.max_depth}, pages ≤ {scope.max_pages}"
+        f"depth ≤ {scope.max_depth}, pages ≤ {scope.max_pages}, priority {scope.priority}"
     )
 
 

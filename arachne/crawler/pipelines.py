@@ -19,7 +19,12 @@ PIPELINE_FAILURES = "arachne/queue_failures"  # Scrapy stat: chunks that could n
 
 class QueuePipeline:
     def __init__(
-        self, settings: Settings, redis_url: str, campaign: str, stats: StatsCollector | None = None
+        self,
+        settings: Settings,
+        redis_url: str,
+        campaign: str,
+        stats: StatsCollector | None = None,
+        priority: str = "normal",
     ) -> None:
         self.settings = settings
         self.redis_url = redis_url
@@ -28,6 +33,7 @@ class QueuePipeline:
         self.enqueuer: Enqueuer | None = None
         self.failed = False
         self.crawl_stats = stats
+        self.priority = priority
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> QueuePipeline:
@@ -35,14 +41,18 @@ class QueuePipeline:
         if not s.get("ARACHNE_REDIS_URL") or not s.get("ARACHNE_CAMPAIGN"):
             raise NotConfigured("ARACHNE_REDIS_URL and ARACHNE_CAMPAIGN are required")
         return cls(
-            s["ARACHNE_SETTINGS"], s["ARACHNE_REDIS_URL"], s["ARACHNE_CAMPAIGN"], crawler.stats
+            s["ARACHNE_SETTINGS"],
+            s["ARACHNE_REDIS_URL"],
+            s["ARACHNE_CAMPAIGN"],
+            crawler.stats,
+            s.get("ARACHNE_PRIORITY", "normal"),
         )
 
     def open_spider(self) -> None:
         redis = redis_from_url(self.redis_url)
         self.enqueuer = Enqueuer(
             redis,
-            image_queue(redis, self.settings),
+            image_queue(redis, self.settings, self.priority),
             self.campaign,
             batch_size=self.settings.batch_size,
             retries=self.settings.job_retries,

@@ -13,7 +13,9 @@ from arachne.crawler.spiders.campaign import CampaignSpider
 from arachne.settings import Settings
 
 
-def scrapy_settings(settings: Settings, redis_url: str, campaign: str) -> dict[str, Any]:
+def scrapy_settings(
+    settings: Settings, redis_url: str, campaign: str, priority: str = "normal"
+) -> dict[str, Any]:
     return {
         "BOT_NAME": "arachne",
         "USER_AGENT": settings.user_agent,
@@ -35,6 +37,7 @@ def scrapy_settings(settings: Settings, redis_url: str, campaign: str) -> dict[s
         "ARACHNE_SETTINGS": settings,
         "ARACHNE_REDIS_URL": redis_url,
         "ARACHNE_CAMPAIGN": campaign,
+        "ARACHNE_PRIORITY": priority,
     }
 
 
@@ -43,7 +46,7 @@ def run_crawl(
 ) -> dict[str, Any]:
     """Crawl until the frontier is empty or the page cap is hit; returns Scrapy's stats."""
     level = logging.getLogger().level or logging.WARNING
-    process = CrawlerProcess(scrapy_settings(settings, redis_url, campaign))
+    process = CrawlerProcess(scrapy_settings(settings, redis_url, campaign, scope.priority))
     crawler = process.create_crawler(CampaignSpider)
     process.crawl(crawler, campaign=campaign, seeds=seeds, scope=scope)
     # Scrapy lowers the root logger to DEBUG; keep the CLI's choice (-v or not).

@@ -50,6 +50,7 @@ class Scope:
     max_depth: int = 5
     max_pages: int = 10_000
     include_subdomains: bool = True
+    priority: str = "normal"  # which image queue its batches go to (high/normal/low)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -60,13 +61,14 @@ class Scope:
         *,
         max_depth: int = 5,
         max_pages: int = 10_000,
+        priority: str = "normal",
     ) -> Scope:
         hosts = {h.lower().strip() for h in allow_hosts if h.strip()}
         hosts |= {host_of(s) for s in seeds}
         hosts.discard("")  # an empty host would allow every name ending in "."
         if not hosts:
             raise ValueError("no host to crawl: seeds must be absolute http(s) URLs")
-        return cls(frozenset(hosts), max_depth=max_depth, max_pages=max_pages)
+        return cls(frozenset(hosts), max_depth=max_depth, max_pages=max_pages, priority=priority)
 
     def allows(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -85,6 +87,7 @@ class Scope:
             "max_depth": self.max_depth,
             "max_pages": self.max_pages,
             "include_subdomains": self.include_subdomains,
+            "priority": self.priority,
         }
 
     @classmethod
@@ -94,4 +97,5 @@ class Scope:
             max_depth=int(data.get("max_depth", 5)),
             max_pages=int(data.get("max_pages", 10_000)),
             include_subdomains=bool(data.get("include_subdomains", True)),
+            priority=str(data.get("priority", "normal")),
         )

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arachne.errors import ConfigError, UnknownCampaign
-from arachne.queue.connection import image_queue, redis_from_settings
+from arachne.queue.connection import image_queues, redis_from_settings
 from arachne.queue.stats import Stats, errors_by_reason
 from arachne.settings import Settings
 from arachne.store.db import Store
@@ -78,7 +78,7 @@ class LiveSource:
             return None
         try:
             return LiveFigures(
-                queue_depth=image_queue(redis, self.settings).count,
+                queue_depth=sum(q.count for q in image_queues(redis, self.settings)),
                 counters={name: Stats(redis, name).get_all() for name in campaigns},
                 timeline=Stats(redis, timeline_of).timeline() if timeline_of else {},
             )

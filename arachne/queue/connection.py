@@ -128,5 +128,20 @@ def redis_from_settings(settings: Settings) -> Redis:
     return redis_from_url(found)
 
 
-def image_queue(redis: Redis, settings: Settings) -> Queue:
-    return Queue(settings.queue_name, connection=redis, serializer=JSONSerializer)
+PRIORITIES = ("high", "normal", "low")
+"""Campaign priorities; workers take batches from the first non-empty queue in this order."""
+
+
+def queue_name(settings: Settings, priority: str = "normal") -> str:
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+    return settings.queue_name if priority == "normal" else f"{settings.queue_name}-{priority}"
+
+
+def image_queue(redis: Redis, settings: Settings, priority: str = "normal") -> Queue:
+    return Queue(queue_name(settings, priority), connection=redis, serializer=JSONSerializer)
+
+
+def image_queues(redis: Redis, settings: Settings) -> list[Queue]:
+    """Every image queue, highest priority first."""
+    return [image_queue(redis, settings, p) for p in PRIORITIES]

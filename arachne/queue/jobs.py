@@ -134,6 +134,9 @@ def _schedule_refetch(
 ) -> None:
     from datetime import timedelta
 
+    from rq import Queue, get_current_job
+    from rq.serializers import JSONSerializer
+
     from arachne.queue.connection import image_queue
     from arachne.queue.enqueue import JOB_FUNC
 
@@ -141,7 +144,14 @@ def _schedule_refetch(
     payload = [
         {"url": o.image_url, "page": pages.get(o.image_url), "attempt": attempt} for o in outcomes
     ]
-    image_queue(ctx.redis, ctx.settings).enqueue_in(
+    # Back onto the queue this batch came from, so a campaign keeps its priority.
+    current = get_current_job()
+    queue = (
+        Queue(current.origin, connection=ctx.redis, serializer=JSONSerializer)
+        if current is not None
+        else image_queue(ctx.redis, ctx.settings)
+    )
+    queue.enqueue_in(
         timedelta(seconds=ctx.settings.fetch_retry_delay * attempt),
         JOB_FUNC,
         campaign,

@@ -14,7 +14,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from arachne.queue import jobs
-from arachne.queue.connection import image_queue
+from arachne.queue.connection import image_queues
 from arachne.settings import Settings
 from arachne.store.db import Store
 
@@ -40,7 +40,7 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False) -> bool
     jobs.set_context(jobs.WorkerContext(settings, redis, store))
     jobs.get_context().refresh_if_stale()
     worker = ArachneWorker(
-        [image_queue(redis, settings)], connection=redis, serializer=JSONSerializer
+        image_queues(redis, settings), connection=redis, serializer=JSONSerializer
     )
     # with_scheduler: re-enqueues batches whose backed-off retry is due.
     return worker.work(burst=burst, logging_level="WARNING", with_scheduler=True)
