@@ -164,3 +164,39 @@ def test_a_large_list_uses_the_multi_index_and_still_matches(
     with context.store.session() as s:
         kinds = [m.kind for m in s.scalars(select(Match))]
     assert kinds == ["near"], "the re-encoded copy must still match through the multi-index"
+
+
+def test_list_updates_change_the_loaded_index_in_place(context: jobs.WorkerContext) -> None:
+    known, other = hash_image_bytes(KNOWN), hash_image_bytes(OTHER)
+    path = context.settings.data_dir / "known.txt"
+    context.refresh_if_stale()
+    assert context.reloads == 1
+    matcher = context.matcher
+    assert matcher is not None and matcher.exact.lookup("md5", known.md5)
+
+    # v2 retracts the md5 and adds a sha256: applied in place, no rebuild.
+    path.write_text(f"pdq {known.pdq}\nsha256 {other.sha256}\n")
+    import_list(context.store, "known", path)
+    context.refresh_if_stale()
+    assert context.reloads == 1 and context.matcher is matcher
+    assert not matcher.exact.lookup("md5", known.md5)
+    assert matcher.exact.lookup("sha256", other.sha256)
+    assert [d.kind for d in matcher.match(known)] == ["near"]
+
+    # v3 restores the md5 (same entry row) and retracts the PDQ.
+    path.write_text(f"md5 {known.md5}\nsha256 {other.sha256}\n")
+    import_list(context.store, "known", path)
+    context.refresh_if_stale()
+    assert context.reloads == 1
+    assert [d.kind for d in matcher.match(known)] == ["exact"]
+
+    # A new list threshold changes every entry's rule: that one is a full reload.
+    import_list(context.store, "known", path, threshold=10)
+    context.refresh_if_stale()
+    assert context.reloads == 2
+
+    # Whatever path got it there, the index equals a fresh build from the store.
+    fresh = jobs.WorkerContext(context.settings, context.redis, context.store)
+    fresh.refresh_if_stale()
+    for hashes in (known, other):
+        assert context.matcher.match(hashes) == fresh.matcher.match(hashes)  # type: ignore[union-attr]

@@ -53,3 +53,59 @@ def test_timestamps_come_back_timezone_aware(tmp_path: Path) -> None:
     with store.session() as s:
         created = get_campaign(s, "tz").created_at
     assert created.tzinfo is not None and created.utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_data_stored_by_the_first_schema_still_loads(backend: str, tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from arachne.settings import Settings
+    from arachne.store.db import alembic_config
+    from arachne.store.hashlists import import_list, list_summaries
+    from arachne.store.summary import get_campaign
+
+    if backend == "sqlite":
+        settings = Settings(data_dir=tmp_path)
+    else:
+        from tests.conftest import reset_postgres
+
+        settings = Settings(data_dir=tmp_path, database_url=reset_postgres())
+    engine = make_engine(settings.db_url)
+    with engine.begin() as conn:  # a store written by revision 0001 (the first release)
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        conn.execute(
+            text(
+                "INSERT INTO campaigns (name, seeds, scope, status, created_at, stats) VALUES "
+                "('old', '[\"http://a.example/\"]', '{\"allowed_hosts\": [\"a.example\"]}', "
+                "'done', '2026-11-01 10:00:00+00:00', '{\"crawl/pages\": 3}')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO hash_lists (name, format, imported_at, updated_at) VALUES "
+                "('old-list', 'text', '2026-11-01 10:00:00+00:00', '2026-11-01 10:00:00+00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO hash_entries (list_id, kind, value, added_at) SELECT id, 'md5', "
+                f"'{'a' * 32}', '2026-11-01 10:00:00+00:00' FROM hash_lists"
+            )
+        )
+    engine.dispose()
+    store = Store.open(settings)  # upgrades to the newest revision
+    with store.session() as s:
+        old = get_campaign(s, "old")
+        assert old.status == "done" and old.stats == {"crawl/pages": 3}
+        assert old.created_at.tzinfo is not None
+    (summary,) = list_summaries(store)
+    assert summary["name"] == "old-list" and summary["active"] == {"md5": 1}
+    # ... and the old list can be updated by today's importer (retracting the old entry).
+    path = tmp_path / "v2.txt"
+    path.write_text(f"md5 {'b' * 32}\n")
+    report = import_list(store, "old-list", path)
+    assert (report.added, report.retracted) == (1, 1)
+    store.dispose()

@@ -73,7 +73,16 @@ class ExactIndex:
         return sum(len(v) for v in self._by_value.values())
 
     def add(self, entry_id: int, kind: str, value: str) -> None:
-        self._by_value[(kind, value)].append(entry_id)
+        ids = self._by_value[(kind, value)]
+        if entry_id not in ids:
+            ids.append(entry_id)
+
+    def remove(self, entry_id: int, kind: str, value: str) -> None:
+        ids = self._by_value.get((kind, value))
+        if ids and entry_id in ids:
+            ids.remove(entry_id)
+            if not ids:
+                del self._by_value[(kind, value)]
 
     def lookup(self, kind: str, value: str) -> list[int]:
         return self._by_value.get((kind, value), [])

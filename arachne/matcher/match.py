@@ -37,19 +37,40 @@ class Matcher:
         self.exact = ExactIndex()
         # Only per-entry overrides are kept: a dict over 10M entries would cost ~1 GB.
         self._thresholds: dict[int, int] = {}
+        rows = list(entries)
+        n_pdq = sum(1 for row in rows if row[2] == PDQ.name)
+        self.pdq: PDQIndex = pdq_index if pdq_index is not None else make_pdq_index(n_pdq)
+        self.add_entries(rows)
+
+    def add_entries(self, entries: Iterable[EntryRow]) -> None:
+        """Add (or re-add) known entries; the index is updated in place, never rebuilt."""
         pdq_ids: list[int] = []
         pdq_values: list[str] = []
         for entry_id, _list_id, kind, value, threshold in entries:
             if kind == PDQ.name:
                 pdq_ids.append(entry_id)
                 pdq_values.append(value)
-                if threshold is not None and threshold != default_threshold:
+                if threshold is not None and threshold != self.default_threshold:
                     self._thresholds[entry_id] = threshold
+                else:
+                    self._thresholds.pop(entry_id, None)
             else:
                 self.exact.add(entry_id, kind, value)
-        self.pdq: PDQIndex = pdq_index if pdq_index is not None else make_pdq_index(len(pdq_ids))
-        self.pdq.add(pdq_ids, pdq_values)
-        self._max_threshold = max([default_threshold, *self._thresholds.values()])
+        if pdq_ids:
+            self.pdq.add(pdq_ids, pdq_values)
+        self._max_threshold = max([self.default_threshold, *self._thresholds.values()])
+
+    def remove_entries(self, entries: Iterable[tuple[int, str, str]]) -> None:
+        """Drop ``(entry_id, kind, value)`` entries (retracted or about to be re-added)."""
+        pdq_ids: list[int] = []
+        for entry_id, kind, value in entries:
+            if kind == PDQ.name:
+                pdq_ids.append(entry_id)
+                self._thresholds.pop(entry_id, None)
+            else:
+                self.exact.remove(entry_id, kind, value)
+        if pdq_ids:
+            self.pdq.remove(pdq_ids)
 
     def __len__(self) -> int:
         return len(self.exact) + len(self.pdq)

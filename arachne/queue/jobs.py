@@ -17,15 +17,18 @@ from urllib.parse import urlsplit
 
 from redis import Redis
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from arachne.matcher.hashing import hash_image_bytes
+from arachne.matcher.index import LinearPDQIndex
 from arachne.matcher.match import Matcher
+from arachne.matcher.mih import LINEAR_BELOW
 from arachne.queue import stats as st
 from arachne.queue.fetch import FetchConfig, fetch_many
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.hashlists import active_entries
-from arachne.store.models import Campaign, HashList
+from arachne.store.models import Campaign, HashChange, HashEntry, HashList
 from arachne.store.records import ImageOutcome, record_outcomes
 
 log = logging.getLogger(__name__)
@@ -40,28 +43,85 @@ class WorkerContext:
         self.store = store
         self.matcher: Matcher | None = None
         self.generation: tuple[object, ...] | None = None
+        self._list_thresholds: dict[int, int | None] = {}
+        self._last_change = 0
+        self._max_entry_id = 0
+        self.reloads = 0  # full index builds so far (the rest are in-place updates)
         self.pid = os.getpid()
         self._campaign_ids: dict[str, int] = {}
 
     def refresh_if_stale(self) -> None:
-        """Reload the known-hash index when a list was imported or updated since."""
+        """Bring the known-hash index up to date after list imports.
+
+        Cheap when nothing changed (one small query). After an import the index is updated
+        in place: new entries are those above the highest id loaded, and changed ones
+        (retracted, restored, re-labelled) are replayed from ``hash_changes``. A change of a
+        list's threshold, or a brute-force index grown past its size, means a full reload.
+        """
         with self.store.session() as session:
             generation = tuple(
                 session.execute(
                     select(func.count(HashList.id), func.max(HashList.updated_at))
                 ).one()
             )
-        if self.matcher is not None and generation == self.generation:
-            return
-        with self.store.session() as session:
-            rows = list(active_entries(session))
+            if self.matcher is not None and generation == self.generation:
+                return
+            thresholds = dict(session.execute(select(HashList.id, HashList.threshold)).all())
+            if self.matcher is None or thresholds != self._list_thresholds:
+                self._full_reload(session)
+            else:
+                self._apply_changes(session)
+        assert self.matcher is not None
+        if isinstance(self.matcher.pdq, LinearPDQIndex) and len(self.matcher.pdq) > LINEAR_BELOW:
+            with self.store.session() as session:
+                self._full_reload(session)  # big enough now for the multi-index
+        self.generation = generation
+        self._list_thresholds = thresholds
+
+    def _full_reload(self, session: Session) -> None:
+        # Read the change marker first: replaying a change already in the rows is harmless.
+        self._last_change = session.scalar(select(func.max(HashChange.id))) or 0
+        rows = list(active_entries(session))
+        self._max_entry_id = max((row[0] for row in rows), default=0)
         self.matcher = Matcher(
             rows,
             default_threshold=self.settings.pdq_threshold,
             min_quality=self.settings.pdq_min_quality,
         )
-        self.generation = generation
+        self.reloads += 1
         log.info("loaded %d known hashes", len(self.matcher))
+
+    def _apply_changes(self, session: Session) -> None:
+        assert self.matcher is not None
+        changes = session.execute(
+            select(HashChange.id, HashChange.entry_id).where(HashChange.id > self._last_change)
+        ).all()
+        changed_ids = sorted({entry_id for _, entry_id in changes})
+        changed = []
+        for start in range(0, len(changed_ids), 900):
+            changed += session.execute(
+                select(
+                    HashEntry.id,
+                    HashEntry.list_id,
+                    HashEntry.kind,
+                    HashEntry.value,
+                    func.coalesce(HashEntry.threshold, HashList.threshold),
+                    HashEntry.deleted_at,
+                )
+                .join(HashList, HashList.id == HashEntry.list_id)
+                .where(HashEntry.id.in_(changed_ids[start : start + 900]))
+            ).all()
+        new = list(active_entries(session, min_id=self._max_entry_id + 1))
+        self.matcher.remove_entries((r[0], r[2], r[3]) for r in changed)
+        self.matcher.add_entries(
+            (r[0], r[1], r[2], r[3], r[4])
+            for r in changed
+            if r[5] is None and r[0] <= self._max_entry_id  # newer ones come with `new`
+        )
+        self.matcher.add_entries(new)
+        self._last_change = max((cid for cid, _ in changes), default=self._last_change)
+        self._max_entry_id = max((row[0] for row in new), default=self._max_entry_id)
+        log.info("index updated: %d changed, %d new known hashes", len(changed), len(new))
 
     def in_this_process(self) -> None:
         """After rq forks a work horse, don't share the parent's database sockets."""

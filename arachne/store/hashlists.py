@@ -21,18 +21,19 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from arachne.matcher.lists import parse_list
 from arachne.matcher.lists.base import ParsedList, check_threshold
 from arachne.store.db import Store
-from arachne.store.models import HashEntry, HashList, utcnow
+from arachne.store.models import HashChange, HashEntry, HashList, utcnow
 
 _ENTRIES = HashEntry.__table__
 # Rows per INSERT executemany batch, ids per ``IN (...)`` list: well under SQLite's
 # 32,766-variable limit and PostgreSQL's 65,535 parameters, big enough to amortise trips.
 _INSERT_CHUNK = 10_000
+_IMPORT_LOCK = 0x4C697374  # PostgreSQL advisory lock key shared by every list import
 _ID_CHUNK = 900
 _STREAM_CHUNK = 10_000
 
@@ -98,6 +99,10 @@ def import_list(
         )
     now = utcnow()
     with store.session() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # One import at a time: ids then commit in order, which the workers' delta
+            # refresh ("everything above the last id I saw") relies on.
+            session.execute(select(func.pg_advisory_xact_lock(_IMPORT_LOCK)))
         hash_list = _upsert_list(session, name, parsed.format, threshold, source or str(path), now)
         added, retracted, unchanged = _apply(session, hash_list.id, parsed, now)
         by_kind = _active_by_kind(session, hash_list.id)
@@ -218,6 +223,7 @@ def _apply(
         )
     _set_deleted_at(session, restore_ids, None)
     _set_deleted_at(session, retract_ids, now)
+    _log_changes(session, [*restore_ids, *retract_ids, *(m["_id"] for m in metadata)], now)
     added = len(new_rows) + len(restore_ids)
     return added, len(retract_ids), unchanged
 
@@ -264,6 +270,12 @@ def _insert_rows(session: Session, rows: list[tuple[Any, ...]]) -> None:
     )
     for chunk in _chunks(rows, _INSERT_CHUNK):
         connection.exec_driver_sql(sql, list(chunk))
+
+
+def _log_changes(session: Session, entry_ids: list[int], now: datetime) -> None:
+    """One hash_changes row per existing entry whose state changed (see models.HashChange)."""
+    for chunk in _chunks(sorted(set(entry_ids)), _INSERT_CHUNK):
+        session.execute(insert(HashChange), [{"entry_id": i, "at": now} for i in chunk])
 
 
 def _set_deleted_at(session: Session, ids: list[int], value: datetime | None) -> None:
@@ -320,7 +332,7 @@ def list_summaries(store: Store) -> list[dict[str, Any]]:
 
 
 def active_entries(
-    session: Session, kinds: Iterable[str] | None = None
+    session: Session, kinds: Iterable[str] | None = None, min_id: int | None = None
 ) -> Iterator[tuple[int, int, str, str, int | None]]:
     """Stream ``(entry_id, list_id, kind, value, threshold)`` for every active entry.
 
@@ -343,4 +355,6 @@ def active_entries(
     )
     if kinds is not None:
         stmt = stmt.where(_ENTRIES.c.kind.in_(list(kinds)))
+    if min_id is not None:  # only entries added since a worker last loaded (see jobs.py)
+        stmt = stmt.where(_ENTRIES.c.id >= min_id)
     yield from map(tuple, session.execute(stmt))

@@ -135,6 +135,18 @@ class HashEntry(Base):
     hash_list: Mapped[HashList] = relationship()
 
 
+class HashChange(Base):
+    """An existing entry whose state changed (retracted, restored, re-labelled): workers
+    replay these after their last-seen id to update their index without a rebuild. New
+    entries need no row: their ids are above every id a worker has loaded."""
+
+    __tablename__ = "hash_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("hash_entries.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Match(Base):
     __tablename__ = "matches"
     __table_args__ = (UniqueConstraint("sighting_id", "entry_id", name="uq_match"),)
