@@ -11,6 +11,7 @@ from redis import Redis
 from sqlalchemy import create_engine, text
 
 from arachne.settings import Settings
+from arachne.store.db import Store
 
 REDIS_TEST_URL = os.environ.get("ARACHNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PG_ADMIN_URL = os.environ.get(
@@ -104,3 +105,12 @@ def drop_postgres_database(name: str) -> None:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+def open_test_store(backend: str, tmp_path: Path, pg_database: str) -> Store:
+    """A migrated store on SQLite in ``tmp_path`` or on a fresh private PostgreSQL database."""
+    if backend == "postgresql":
+        return Store.open(
+            Settings(data_dir=tmp_path, database_url=fresh_postgres_database(pg_database))
+        )
+    return Store.open(Settings(data_dir=tmp_path))

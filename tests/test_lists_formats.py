@@ -18,11 +18,10 @@ from sqlalchemy import func, select
 
 from arachne.errors import ListFormatError
 from arachne.matcher.lists import FORMATS, detect_format, parse_list
-from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.hashlists import active_entries, import_list, list_summaries
 from arachne.store.models import HashEntry, HashList
-from tests.conftest import PHOTOS, fresh_postgres_database
+from tests.conftest import PHOTOS, open_test_store
 
 DATA = Path(__file__).parent / "data" / "lists"
 PG_DATABASE = "arachne_lists_formats_test"
@@ -84,17 +83,9 @@ def test_sample_hashes_are_digests_of_the_benign_photos() -> None:
 # ---------------------------------------------------------------- store fixtures
 
 
-def _fresh_postgres() -> str:
-    return fresh_postgres_database(PG_DATABASE)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "postgresql":
-        settings = Settings(data_dir=tmp_path, database_url=_fresh_postgres())
-    else:
-        settings = Settings(data_dir=tmp_path)
-    opened = Store.open(settings)
+    opened = open_test_store(request.param, tmp_path, PG_DATABASE)
     yield opened
     opened.dispose()
 

@@ -16,11 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from arachne.errors import ListFormatError
-from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.hashlists import active_entries, import_list, list_summaries
 from arachne.store.models import HashEntry, HashList
-from tests.conftest import fresh_postgres_database
+from tests.conftest import open_test_store
 
 PG_DATABASE = "arachne_lists_test"
 
@@ -31,17 +30,9 @@ def h(kind: str, seed: str) -> str:
     return digest(seed.encode()).hexdigest()
 
 
-def _fresh_postgres() -> str:
-    return fresh_postgres_database(PG_DATABASE)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "postgresql":
-        settings = Settings(data_dir=tmp_path, database_url=_fresh_postgres())
-    else:
-        settings = Settings(data_dir=tmp_path)
-    opened = Store.open(settings)
+    opened = open_test_store(request.param, tmp_path, PG_DATABASE)
     yield opened
     opened.dispose()
 
