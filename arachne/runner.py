@@ -185,10 +185,13 @@ def run_campaign(
             crawl.terminate()
             crawl.wait(30)
         # Whatever ended the run, the store says so and keeps the counters.
+        live: dict[str, int] | None = None
+        with contextlib.suppress(Exception):
+            live = stats.get_all()
         with contextlib.suppress(Exception), store.session() as session:
-            snapshot_stats(session, name, stats.get_all())
+            if live is not None:
+                snapshot_stats(session, name, live)
             set_status(session, name, status)
-    live = stats.get_all()
     with store.session() as session:
         summary = campaign_summary(session, name, live)
     summary["crawl_exit_code"] = crawl_rc

@@ -14,6 +14,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from w3lib.url import canonicalize_url
 
+from arachne.urls import host_of
+
 MAX_URL_LENGTH = 2048
 MAX_PATH_SEGMENTS = 16
 MAX_SEGMENT_REPEATS = 3
@@ -23,10 +25,6 @@ MAX_QUERY_PARAMS = 12
 def normalize_url(url: str) -> str:
     """Canonical form for page dedup: sorted query, no fragment, normalised escapes."""
     return canonicalize_url(url, keep_fragments=False)
-
-
-def host_of(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
 
 
 def trap_reason(url: str) -> str | None:

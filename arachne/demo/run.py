@@ -24,6 +24,7 @@ from arachne.errors import ConfigError
 from arachne.notices.send import send_notices
 from arachne.queue import keys
 from arachne.queue.connection import redis_from_url, redis_url_for
+from arachne.queue.stats import Stats
 from arachne.report import print_progress, print_summary
 from arachne.runner import run_campaign
 from arachne.settings import Settings
@@ -165,7 +166,7 @@ def run_demo(
                 with store.session() as session:
                     summary = {
                         **summary,
-                        **campaign_summary(session, CAMPAIGN, summary_live(redis)),
+                        **campaign_summary(session, CAMPAIGN, Stats(redis, CAMPAIGN).get_all()),
                     }
                     matched = campaign_matches(session, CAMPAIGN)
                 summary["notices_report"] = {
@@ -209,9 +210,3 @@ def run_demo(
                 dashboard.wait(10)
             store.dispose()
     return summary
-
-
-def summary_live(redis: Any) -> dict[str, int]:
-    from arachne.queue.stats import Stats
-
-    return Stats(redis, CAMPAIGN).get_all()

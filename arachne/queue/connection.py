@@ -20,6 +20,7 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from arachne.errors import ConfigError
 from arachne.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,6 @@ def redis_from_settings(settings: Settings) -> Redis:
         return redis_from_url(settings.redis_url)
     found = _running_embedded_url(settings.data_dir)
     if found is None:
-        from arachne.errors import ConfigError
-
         raise ConfigError(
             "no REDIS_URL set and no embedded Valkey running for data dir "
             f"{settings.data_dir}; start one with `arachne run`/`arachne worker` or set REDIS_URL"

@@ -7,17 +7,16 @@ finds them again.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from redis import Redis
 from rq import Queue, Retry
 
 from arachne.queue import keys
 from arachne.queue import stats as st
+from arachne.urls import host_of, url_key
 
 JOB_FUNC = "arachne.queue.jobs.process_batch"
 RETRY_BACKOFF = (10, 60, 300)
@@ -31,10 +30,6 @@ class ImageRef:
     url: str
     page: str | None
     campaign: str
-
-
-def _key(url: str) -> str:
-    return hashlib.sha1(url.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
 
 
 class Enqueuer:
@@ -59,7 +54,6 @@ class Enqueuer:
         self.job_timeout = job_timeout
         self.stats = st.Stats(redis, campaign)
         self._buffer: dict[str, dict[str, ImageRef]] = defaultdict(dict)  # host → url → ref
-        self.jobs_enqueued = 0
 
     def add(self, refs: Iterable[ImageRef]) -> int:
         """Buffer new references; returns how many were new. Full batches are enqueued."""
@@ -68,11 +62,11 @@ class Enqueuer:
             return 0
         pipe = self.redis.pipeline(transaction=False)
         for r in fresh:
-            pipe.sismember(keys.campaign_seen(self.campaign), _key(r.url))
+            pipe.sismember(keys.campaign_seen(self.campaign), url_key(r.url))
         seen = pipe.execute()
         new = [r for r, was_seen in zip(fresh, seen, strict=True) if not was_seen]
         for r in new:
-            self._buffer[_host(r.url)][r.url] = r
+            self._buffer[host_of(r.url)][r.url] = r
         self.stats.inc_many({st.IMAGES_DUPLICATE: len(fresh) - len(new)})
         for host, refs_of_host in list(self._buffer.items()):
             if len(refs_of_host) >= self.batch_size:
@@ -87,7 +81,7 @@ class Enqueuer:
         return sum(len(v) for v in self._buffer.values())
 
     def _buffered(self, url: str) -> bool:
-        return url in self._buffer.get(_host(url), {})
+        return url in self._buffer.get(host_of(url), {})
 
     def _enqueue(self, host: str, full_only: bool = False) -> None:
         """Send the host's buffer as batches; with ``full_only`` a partial tail stays."""
@@ -111,11 +105,6 @@ class Enqueuer:
                 description=f"{self.campaign}: {len(chunk)} images from {host}",
                 pipeline=pipe,
             )
-            pipe.sadd(keys.campaign_seen(self.campaign), *(_key(r.url) for r in chunk))
+            pipe.sadd(keys.campaign_seen(self.campaign), *(url_key(r.url) for r in chunk))
             pipe.execute()
-            self.jobs_enqueued += 1
             self.stats.inc_many({st.IMAGES_QUEUED: len(chunk), st.JOBS_QUEUED: 1})
-
-
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()

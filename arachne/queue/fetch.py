@@ -94,12 +94,12 @@ async def _refuse_private_literals(
     _session: aiohttp.ClientSession, _ctx: object, params: aiohttp.TraceRequestStartParams
 ) -> None:
     # Runs for every hop, redirects included; names go through PublicOnlyResolver.
-    host = params.url.host or ""
+    host = (params.url.host or "").strip("[]")
     try:
-        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        public = is_public(host)
     except ValueError:
         return  # a name, checked when it is resolved
-    if not is_public(host.strip("[]")):
+    if not public:
         raise BlockedAddress(f"{host} is not a public address")
 
 

@@ -12,10 +12,12 @@ import asyncio
 import logging
 import os
 from collections import Counter
+from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis import Redis
+from rq import Queue, get_current_job
+from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -24,12 +26,15 @@ from arachne.matcher.index import LinearPDQIndex
 from arachne.matcher.match import Matcher
 from arachne.matcher.mih import LINEAR_BELOW
 from arachne.queue import stats as st
+from arachne.queue.connection import image_queue, redis_from_settings
+from arachne.queue.enqueue import JOB_FUNC
 from arachne.queue.fetch import FetchConfig, fetch_many
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.hashlists import active_entries
 from arachne.store.models import Campaign, HashChange, HashEntry, HashList
 from arachne.store.records import ImageOutcome, record_outcomes
+from arachne.urls import host_of
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +167,6 @@ def get_context() -> WorkerContext:
     """The worker's context; a process that runs jobs without `arachne worker` builds one."""
     global _context
     if _context is None:
-        from arachne.queue.connection import redis_from_settings
-
         settings = Settings()
         _context = WorkerContext(settings, redis_from_settings(settings), Store.open(settings))
     _context.in_this_process()
@@ -192,14 +195,6 @@ def _schedule_refetch(
     pages: dict[str, Any],
     attempts: dict[str, int],
 ) -> None:
-    from datetime import timedelta
-
-    from rq import Queue, get_current_job
-    from rq.serializers import JSONSerializer
-
-    from arachne.queue.connection import image_queue
-    from arachne.queue.enqueue import JOB_FUNC
-
     attempt = max(attempts[o.image_url] for o in outcomes) + 1
     payload = [
         {"url": o.image_url, "page": pages.get(o.image_url), "attempt": attempt} for o in outcomes
@@ -237,7 +232,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
         outcome = ImageOutcome(
             image_url=res.url,
             page_url=pages.get(res.url),
-            host=(urlsplit(res.url).hostname or "").lower()[:255],
+            host=host_of(res.url)[:255],
             http_status=res.status,
             server_ip=res.server_ip,
             content_type=res.content_type,
@@ -270,11 +265,11 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
         _schedule_refetch(ctx, campaign, retry, pages, attempts)
 
     with ctx.store.session() as session:
-        report = record_outcomes(session, campaign_id, outcomes)
+        recorded = record_outcomes(session, campaign_id, outcomes)
 
     counts: Counter[str] = Counter()
     for o in outcomes:
-        if o.image_url not in report.new_urls:
+        if o.image_url not in recorded:
             continue  # already recorded by an earlier delivery of this job
         counts[st.IMAGES_DONE] += 1
         if o.hashes is None:

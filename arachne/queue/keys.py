@@ -20,11 +20,6 @@ def campaign_timeline(campaign: str) -> str:
     return f"{PREFIX}:campaign:{campaign}:timeline"
 
 
-def crawl_scheduler(campaign: str) -> str:
-    """Prefix for the crawler's own request queue / dupefilter keys."""
-    return f"{PREFIX}:crawl:{campaign}"
-
-
 def campaign_keys(campaign: str) -> list[str]:
     """Every key that belongs to one campaign (for resetting it)."""
     return [campaign_seen(campaign), campaign_stats(campaign), campaign_timeline(campaign)]

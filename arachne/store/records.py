@@ -7,7 +7,6 @@ matches (sighting, entry)), and a re-run changes nothing.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +18,7 @@ from sqlalchemy.orm import Session
 from arachne.matcher.hashing import ImageHashes
 from arachne.matcher.match import MatchDecision
 from arachne.store.models import Image, Match, Sighting, utcnow
-
-
-def url_key(url: str) -> str:
-    return hashlib.sha1(url.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
+from arachne.urls import url_key
 
 
 @dataclass
@@ -42,15 +38,6 @@ class ImageOutcome:
     decisions: list[MatchDecision] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class RecordReport:
-    new_sightings: int
-    new_matches: int
-    new_match_urls: int
-    new_images: int
-    new_urls: frozenset[str] = frozenset()
-
-
 def insert_ignore(session: Session, table: Table) -> Any:
     """INSERT … ON CONFLICT DO NOTHING for the session's dialect."""
     dialect = session.get_bind().dialect.name
@@ -60,10 +47,11 @@ def insert_ignore(session: Session, table: Table) -> Any:
 
 def record_outcomes(
     session: Session, campaign_id: int, outcomes: Sequence[ImageOutcome]
-) -> RecordReport:
+) -> frozenset[str]:
+    """Record a batch; returns the image URLs recorded now (not by an earlier delivery)."""
     if not outcomes:
-        return RecordReport(0, 0, 0, 0)
-    image_ids, new_images = _upsert_images(session, [o.hashes for o in outcomes if o.hashes])
+        return frozenset()
+    image_ids = _upsert_images(session, [o.hashes for o in outcomes if o.hashes])
 
     keys = {url_key(o.image_url): o for o in outcomes}
     existing = set(
@@ -122,19 +110,13 @@ def record_outcomes(
     if match_rows:
         match_rows.sort(key=lambda r: (r["sighting_id"], r["entry_id"]))
         session.execute(insert_ignore(session, Match.__table__), match_rows)
-    return RecordReport(
-        new_sightings=len(rows),
-        new_matches=len(match_rows),
-        new_match_urls=len({r["sighting_id"] for r in match_rows}),
-        new_images=new_images,
-        new_urls=frozenset(r["image_url"] for r in rows),
-    )
+    return frozenset(r["image_url"] for r in rows)
 
 
-def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> tuple[dict[str, int], int]:
+def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> dict[str, int]:
     by_sha = {h.sha256: h for h in hashes}
     if not by_sha:
-        return {}, 0
+        return {}
     before = set(session.scalars(select(Image.sha256).where(Image.sha256.in_(list(by_sha)))))
     rows = [
         {
@@ -158,4 +140,4 @@ def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> tuple[dic
     ids = dict(
         session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(list(by_sha)))).all()
     )
-    return ids, len(rows)
+    return ids

@@ -10,7 +10,15 @@ from sqlalchemy.orm import Session
 
 from arachne.errors import UnknownCampaign
 from arachne.queue import stats as st
-from arachne.store.models import Campaign, Match, Notice, Sighting
+from arachne.store.models import (
+    Campaign,
+    HashEntry,
+    HashList,
+    Image,
+    Match,
+    Notice,
+    Sighting,
+)
 
 
 def get_campaign(session: Session, name: str) -> Campaign:
@@ -98,8 +106,6 @@ def campaign_summary(
 
 def campaign_matches(session: Session, name: str) -> list[dict[str, Any]]:
     """One row per matched image URL: how it matched and against which lists."""
-    from arachne.store.models import HashEntry, HashList, Image
-
     campaign = get_campaign(session, name)
     rows = session.execute(
         select(Sighting, Match, HashEntry.kind, HashEntry.category, HashList.name, Image)
