@@ -42,7 +42,8 @@ from PIL import Image  # noqa: E402
 
 from arachne.matcher import decode  # noqa: E402
 from arachne.matcher.decode import decode_luma  # noqa: E402
-from arachne.matcher.hashing import digests, hash_image_bytes, pdq_from_luma  # noqa: E402
+from arachne.matcher.hashing import digests, hash_image_bytes  # noqa: E402
+from arachne.matcher.pdq import pdq_from_luma  # noqa: E402
 from arachne.matcher.kinds import PDQ  # noqa: E402
 from benchmarks.common import print_result, print_table  # noqa: E402
 from benchmarks.corpus import Sample, web_corpus  # noqa: E402

@@ -16,15 +16,8 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from arachne.matcher.decode import choose_scale, decode_luma
-from arachne.matcher.hashing import (
-    TRIM_PREFIX,
-    ImageHashes,
-    axis_weights,
-    dihedral_buffers,
-    hash_image_bytes,
-    hashes_from_buffers,
-    pdq_quality,
-)
+from arachne.matcher.hashing import TRIM_PREFIX, ImageHashes, hash_image_bytes
+from arachne.matcher.pdq import axis_weights, dihedral_buffers, hashes_from_buffers, pdq_quality
 from arachne.matcher.kinds import PDQ
 from arachne.matcher.trim import MAX_TRIM_FRACTION, find_trim_box, trim_borders
 
@@ -333,7 +326,29 @@ def test_webp_shortcut_decodes_like_pillow(params: dict[str, object]) -> None:
         img.putalpha(128)
     if params.pop("animated", False):
         params |= {"save_all": True, "append_images": [img.rotate(90)], "quality": 80}
+    animated = "save_all" in params
     data = encode(img, "WEBP", **params)
+    with Image.open(io.BytesIO(data)) as pil:
+        expected = np.asarray(pil.convert("L"))
+    pixels = decode_luma(data, 10**9).pixels
+    if animated:  # libwebp's still decoder refuses animations: Pillow's first frame, exactly
+        assert pixels.dtype == np.uint8 and np.array_equal(pixels, expected)
+        return
+    # Still images: libwebp's Y plane mapped to full range, against Pillow's RGB -> L (which
+    # adds chroma upsampling and per-channel rounding and clipping).
+    assert pixels.dtype == np.float32 and pixels.shape == expected.shape
+    diff = np.abs(pixels - expected)
+    assert diff.mean() < 0.5 and diff.max() < 4, (diff.mean(), diff.max())
+
+
+def test_webp_without_the_webp_package_decodes_with_pillow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from arachne.matcher import webp_luma
+
+    data = encode(photo("skimage_chelsea.png"), "WEBP", quality=80)
+    assert decode_luma(data, 10**9).pixels.dtype == np.float32  # the Y-plane path by default
+    monkeypatch.setattr(webp_luma, "lib", None)
     with Image.open(io.BytesIO(data)) as pil:
         expected = np.asarray(pil.convert("L"))
     assert np.array_equal(decode_luma(data, 10**9).pixels, expected)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from arachne.matcher.webp_luma import webp_luma
+
 try:  # libspng: decodes PNG ~25% faster than Pillow's libpng path; optional
     import pyspng
 except ImportError:  # pragma: no cover - the fast PNG path then falls back to Pillow
@@ -50,7 +52,7 @@ class Luma:
     edges, so ``pixels.shape == (ceil(height / scale), ceil(width / scale))``.
     """
 
-    pixels: np.ndarray  # uint8, 2-D
+    pixels: np.ndarray  # 2-D, uint8 or float32 (block means computed in float)
     scale: int
     width: int  # full-resolution size, as the reference path sees it
     height: int
@@ -180,13 +182,17 @@ def decode_luma(
 
     JPEG is downscaled in the DCT domain (Pillow ``draft``) and decoded straight to its Y
     channel, skipping chroma upsampling and colour conversion; PDQ's luma weights are JPEG's.
-    Other formats are decoded fully (plain 8-bit PNG by libspng where ``pyspng`` is
-    installed, else Pillow), converted to L and box-reduced (``Image.reduce``).
+    Still WebP is decoded to its Y plane only (``webp_luma``). Other formats are decoded
+    fully (plain 8-bit PNG by libspng where ``pyspng`` is installed, else Pillow), converted
+    to L and box-reduced (``Image.reduce``).
     """
     img = open_checked(data, max_pixels, max_bytes)
     fmt = img.format
     width, height = img.size
     scale = choose_scale(width, height, min_window)
+    direct = webp_luma(data, width, height, scale) if fmt == "WEBP" else None
+    if direct is not None:
+        return Luma(direct, scale, width, height, fmt)
     drafted = 1
     if fmt == "JPEG":
         mode = "L" if img.mode in ("RGB", "L") else None  # CMYK: scale only

@@ -11,7 +11,9 @@ Two PDQ paths:
   folded onto the downscaled pixels, so the 64×64 buffer barely changes. The DCT, median and
   quality steps are PDQ's, in numpy. Its 8 variants are the hashes of the actually rotated
   and flipped image (``dihedral_buffers``), and it also hashes the content inside
-  near-uniform borders (``trim.find_trim_box``), when there are any.
+  near-uniform borders (``trim.find_trim_box``), when there are any, and, for images of
+  at most ``UPSCALE_MAX_SIDE`` pixels, the image as if upscaled 2× (``pdq.upscaled_pdq``:
+  a downscaled copy of a finely textured picture matches its original only that way).
 
 Decoding is guarded: the pixel count is checked from the header before any pixel is
 decoded (decompression bombs), truncated or corrupt files become an error value, and
@@ -21,21 +23,27 @@ nothing here raises for bad input, so one bad image never fails a batch.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
-import numpy as np
 import pdqhash
 
-from arachne.matcher.decode import HashError, Luma, decode_luma, decode_rgb
+from arachne.matcher.decode import HashError, decode_luma, decode_rgb
 from arachne.matcher.kinds import PDQ
+from arachne.matcher.pdq import pdq_from_luma, upscaled_pdq
 from arachne.matcher.trim import find_trim_box
 
 __all__ = ["HashError", "ImageHashes", "decode_rgb", "digests", "hash_image_bytes"]
 
 TRIM_PREFIX = "trim+"
 """Variant labels of the trimmed image's hashes: ``trim+rot90`` (fits the 16-char column)."""
+
+UPSCALED_VARIANT = "up2"
+"""Variant label of the hash of the image upscaled 2× (original orientation only)."""
+
+UPSCALE_MAX_SIDE = 1024
+"""The 2× upscaled hash is computed for images whose sides are both at most this long:
+aliasing of fine texture through PDQ's box window, which a downscale removes, matters only
+where that window is a few pixels wide (originals up to ~2,000 pixels)."""
 
 
 @dataclass(frozen=True)
@@ -56,13 +64,17 @@ class ImageHashes:
     pdq_trimmed_variants: tuple[str, ...] = field(default=())
     pdq_trimmed_quality: int | None = None
     trim_box: tuple[int, int, int, int] | None = None  # left, top, right, bottom (pixels)
+    pdq_upscaled: str | None = None  # fast path, small images: PDQ of the image upscaled 2×
 
     def pdq_queries(self, min_quality: int = 0) -> list[tuple[str, str]]:
-        """(variant label, hash) pairs worth querying: the 8 dihedral variants, then the
-        trimmed image's 8 as ``trim+<variant>``; a set below ``min_quality`` is left out."""
+        """(variant label, hash) pairs worth querying: the 8 dihedral variants, the 2×
+        upscaled hash as ``up2``, then the trimmed image's 8 as ``trim+<variant>``; a set
+        below ``min_quality`` is left out."""
         queries: list[tuple[str, str]] = []
         if self.pdq_variants and (self.pdq_quality or 0) >= min_quality:
             queries += zip(PDQ.VARIANTS, self.pdq_variants, strict=True)
+            if self.pdq_upscaled:
+                queries.append((UPSCALED_VARIANT, self.pdq_upscaled))
         if self.pdq_trimmed_variants and (self.pdq_trimmed_quality or 0) >= min_quality:
             queries += [
                 (TRIM_PREFIX + v, h)
@@ -104,101 +116,6 @@ def digests(data: bytes) -> tuple[str, str, str]:
     return sha256.hexdigest(), md5.hexdigest(), sha1.hexdigest()
 
 
-# --- PDQ in numpy, on luminance ------------------------------------------------------------
-
-# PDQ's DCT rows 1..16 of a 64-point DCT-II, float32 as in the C++ reference.
-_ANGLES = math.pi / 128.0 * np.outer(np.arange(1, 17), np.arange(1, 128, 2))
-_DCT = (math.sqrt(2.0 / 64.0) * np.cos(_ANGLES)).astype(np.float32).astype(np.float64)
-
-
-@lru_cache(maxsize=64)
-def axis_weights(length: int, scale: int = 1) -> np.ndarray:
-    """PDQ's downsampling along one side of ``length`` pixels as a (64, ceil(length/scale))
-    float32 matrix.
-
-    The C++ reference box-filters twice with a window of ceil(length/128) (shrinking at the
-    edges) and keeps the pixel at each of 64 centres: a linear map. Row i is that centre's
-    weights; with ``scale`` > 1 each column sums the weights of the ``scale`` full-resolution
-    pixels that one downscaled pixel averages, so PDQ's blur is kept, not redone on top.
-    """
-    window = (length + 127) // 128
-    half = (window + 2) // 2
-    pos = np.arange(length)
-    lo = np.maximum(0, pos - (window - half))
-    hi = np.minimum(length - 1, pos + half - 1)
-    inv = 1.0 / (hi - lo + 1)
-    centres = ((np.arange(64) + 0.5) * length / 64).astype(np.int64)
-    # Second pass at each centre = mean of first-pass outputs o in [lo, hi]; each of those
-    # is a mean over its own window: scatter them as +u at lo[o], -u at hi[o]+1, cumsum.
-    counts = hi[centres] - lo[centres] + 1
-    rows = np.repeat(np.arange(64), counts)
-    firsts = np.repeat(lo[centres] - (np.cumsum(counts) - counts), counts)
-    o = firsts + np.arange(int(counts.sum()))
-    u = inv[centres][rows] * inv[o]
-    acc = np.zeros((64, length + 1))
-    np.add.at(acc, (rows, lo[o]), u)
-    np.add.at(acc, (rows, hi[o] + 1), -u)
-    weights = np.cumsum(acc, axis=1)[:, :length]
-    weights[np.abs(weights) < 1e-9] = 0.0  # the cumsum leaves ~1e-17 outside each window
-    if scale > 1:
-        n = -(-length // scale)
-        weights = np.pad(weights, ((0, 0), (0, n * scale - length)))
-        weights = weights.reshape(64, n, scale).sum(axis=2)
-    out = weights.astype(np.float32)
-    out.setflags(write=False)  # cached and shared between calls
-    return out
-
-
-def pdq_quality(buf: np.ndarray) -> int:
-    """PDQ's quality metric of a 64×64 buffer, as the C++: int(((u - v) * 100) / 255)
-    truncated, summed over neighbours, / 90, capped at 100."""
-    down = np.trunc((buf[:-1] - buf[1:]) * np.float32(100) / np.float32(255))
-    across = np.trunc((buf[:, :-1] - buf[:, 1:]) * np.float32(100) / np.float32(255))
-    total = int(np.abs(down).sum() + np.abs(across).sum())
-    return min(total // 90, 100)
-
-
-def hashes_from_buffers(buffers: np.ndarray) -> tuple[str, ...]:
-    """PDQ hex of each 64×64 buffer in a (k, 64, 64) stack: 16×16 DCT, bit = above median."""
-    coeffs = (_DCT @ buffers.astype(np.float64) @ _DCT.T).reshape(len(buffers), 256)
-    # Torben's median of 256 values is the 128th smallest; bits are "> median", and the
-    # hex starts from bit 255 (row 15, column 15).
-    median = np.partition(coeffs, 127, axis=1)[:, 127:128]
-    packed = np.packbits((coeffs > median)[:, ::-1], axis=1)
-    return tuple(row.tobytes().hex() for row in packed)
-
-
-def dihedral_buffers(pixels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """PDQ's 64×64 buffers of the image and of its 7 rotations and flips (PDQ.VARIANTS order).
-
-    Each is what PDQ computes for the actually transformed image: a flip reverses a side's
-    weights, a transpose swaps the sides. pdqhash instead derives the variants from the
-    original's DCT by sign flips, which assumes a symmetric sampling grid; PDQ's is not
-    (centres at floor((i + 0.5) * n / 64), boxes longer on one side), and on fine periodic
-    texture that shortcut was over 100 bits off the hash of the rotated file.
-    """
-    both_cols = np.concatenate([cols, cols[:, ::-1]])  # (128, n_cols)
-    both_rows = np.concatenate([rows, rows[:, ::-1]])
-    full = both_rows @ (pixels @ both_cols.T)  # [[orig, flip lr], [flip ud, rot180]]
-    orig, lr, ud, r180 = full[:64, :64], full[:64, 64:], full[64:, :64], full[64:, 64:]
-    return np.stack([orig, lr.T, r180, ud.T, ud, lr, orig.T, r180.T])
-
-
-def pdq_from_luma(
-    luma: Luma, box: tuple[int, int, int, int] | None = None
-) -> tuple[tuple[str, ...], int]:
-    """Fast PDQ of ``luma`` (or of its ``box``, in luma pixels: left, top, right, bottom):
-    the 8 variants' hashes and the quality."""
-    left, top, right, bottom = box or (0, 0, luma.pixels.shape[1], luma.pixels.shape[0])
-    s = luma.scale
-    # The full-resolution side this crop stands for (the last block may be partial).
-    full_h = min(bottom * s, luma.height) - top * s
-    full_w = min(right * s, luma.width) - left * s
-    pixels = luma.pixels[top:bottom, left:right].astype(np.float32)
-    buffers = dihedral_buffers(pixels, axis_weights(full_h, s), axis_weights(full_w, s))
-    return hashes_from_buffers(buffers), pdq_quality(buffers[0])
-
-
 # --- bytes → ImageHashes -------------------------------------------------------------------
 
 
@@ -217,7 +134,7 @@ def _reference(data: bytes, base: dict, max_pixels: int, max_bytes: int | None) 
 
 
 def _fast(
-    data: bytes, base: dict, max_pixels: int, max_bytes: int | None, trim: bool
+    data: bytes, base: dict, max_pixels: int, max_bytes: int | None, trim: bool, upscale: bool
 ) -> ImageHashes:
     try:
         luma = decode_luma(data, max_pixels, max_bytes)
@@ -227,11 +144,13 @@ def _fast(
     try:
         hexes, quality = pdq_from_luma(luma)
         extra: dict[str, object] = {}
+        if upscale and max(luma.width, luma.height) <= UPSCALE_MAX_SIDE:
+            extra["pdq_upscaled"] = upscaled_pdq(luma)
         box = find_trim_box(luma.pixels) if trim else None
         if box is not None:
             trimmed, trimmed_quality = pdq_from_luma(luma, box)
             left, top, right, bottom = (v * luma.scale for v in box)
-            extra = {
+            extra |= {
                 "pdq_trimmed_variants": trimmed,
                 "pdq_trimmed_quality": trimmed_quality,
                 "trim_box": (left, top, min(right, luma.width), min(bottom, luma.height)),
@@ -252,14 +171,16 @@ def hash_image_bytes(
     max_bytes: int | None = None,
     reference: bool = True,
     trim: bool = True,
+    upscale: bool = True,
 ) -> ImageHashes:
     """Digests always; PDQ when the bytes decode. Errors are returned, never raised.
 
     ``reference=False`` picks the fast path (the worker's), which also fills the
-    ``pdq_trimmed_*`` fields when ``trim`` and the image has borders to cut.
+    ``pdq_trimmed_*`` fields when ``trim`` and the image has borders to cut, and
+    ``pdq_upscaled`` when ``upscale`` and the image is small enough.
     """
     sha256, md5, sha1 = digests(data)
     base = {"sha256": sha256, "md5": md5, "sha1": sha1, "size": len(data)}
     if reference:
         return _reference(data, base, max_pixels, max_bytes)
-    return _fast(data, base, max_pixels, max_bytes, trim)
+    return _fast(data, base, max_pixels, max_bytes, trim, upscale)
