@@ -22,7 +22,7 @@ def jpeg(img: Image.Image, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("shape", [(37, 53), (128, 96), (301, 200)])
+@pytest.mark.parametrize("shape", [(1, 5), (2, 3), (37, 53), (128, 96), (301, 200), (9, 700)])
 def test_folded_weights_equal_pdq_of_pillows_bicubic_upscale(shape: tuple[int, int]) -> None:
     rows, cols = shape
     pixels = np.random.default_rng(rows).uniform(0, 255, shape).astype(np.float32)

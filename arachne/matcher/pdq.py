@@ -30,6 +30,13 @@ def axis_weights(length: int, scale: int = 1) -> np.ndarray:
     weights; with ``scale`` > 1 each column sums the weights of the ``scale`` full-resolution
     pixels that one downscaled pixel averages, so PDQ's blur is kept, not redone on top.
     """
+    start, local = _local_weights(length)
+    return _fold(_spread(start, local, length), scale)
+
+
+def _local_weights(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row i of PDQ's map as ``local[i]``, which starts at pixel ``start[i]``: each row only
+    spans a few times PDQ's box window, so work stays proportional to that, not the side."""
     window = (length + 127) // 128
     half = (window + 2) // 2
     pos = np.arange(length)
@@ -44,12 +51,24 @@ def axis_weights(length: int, scale: int = 1) -> np.ndarray:
     firsts = np.repeat(lo[centres] - (np.cumsum(counts) - counts), counts)
     o = firsts + np.arange(int(counts.sum()))
     u = inv[centres][rows] * inv[o]
-    acc = np.zeros((64, length + 1))
-    np.add.at(acc, (rows, lo[o]), u)
-    np.add.at(acc, (rows, hi[o] + 1), -u)
-    weights = np.cumsum(acc, axis=1)[:, :length]
-    weights[np.abs(weights) < 1e-9] = 0.0  # the cumsum leaves ~1e-17 outside each window
-    return _fold(weights, scale)
+    start = lo[lo[centres]]
+    span = int((hi[hi[centres]] - start).max()) + 1
+    acc = np.zeros((64, span + 1))
+    np.add.at(acc, (rows, lo[o] - start[rows]), u)
+    np.add.at(acc, (rows, hi[o] + 1 - start[rows]), -u)
+    local = np.cumsum(acc, axis=1)[:, :span]
+    local[np.abs(local) < 1e-9] = 0.0  # the cumsum leaves ~1e-17 past each window
+    return start, local
+
+
+def _spread(start: np.ndarray, local: np.ndarray, length: int) -> np.ndarray:
+    """The dense (64, length) matrix of rows ``local`` placed at ``start``; columns outside
+    the side (zero weights by construction) are dropped."""
+    cols = start[:, None] + np.arange(local.shape[1])
+    keep = (cols >= 0) & (cols < length)
+    dense = np.zeros((64, length))
+    dense[np.nonzero(keep)[0], cols[keep]] = local[keep]
+    return dense
 
 
 def _fold(weights: np.ndarray, scale: int) -> np.ndarray:
@@ -81,24 +100,36 @@ def upscaled_axis_weights(length: int, scale: int = 1, factor: int = 2) -> np.nd
     texture alias into the hash; a downscaled copy has lost that alias, so its own hash is
     far off (58 bits on skimage_brick at half size). Hashing the copy as if it were
     ``factor`` times larger reproduces the original's sampling and its alias (2 bits).
-    The upscale is a 4-tap filter per output pixel; its taps are folded into PDQ's weights
-    with segment sums (each tap's input index rises with the output index).
+    The upscale is a 4-tap filter per output pixel. Output pixel ``factor * m + phase``
+    takes its taps from input pixels ``m + offset``, so each (phase, tap) pair folds into
+    PDQ's weights as one shifted, weighted slice: 4 * factor vector operations.
     """
-    big = axis_weights(length * factor).astype(np.float64)  # (64, length * factor)
-    centres = (np.arange(length * factor) + 0.5) / factor
-    first = np.floor(centres - 2.5).astype(np.int64) + 1
-    taps = first[:, None] + np.arange(4)  # (length * factor, 4) input pixels
-    weights = _cubic(taps + 0.5 - centres[:, None])
-    inside = (taps >= 0) & (taps < length)
-    weights = np.where(inside, weights, 0.0)
+    size = length * factor
+    start, local = _local_weights(size)
+    # Align each row to a whole input pixel: column k of `rows` is output pixel
+    # base * factor + k, so its phase is k % factor and its m is base + k // factor.
+    shift = start % factor
+    base = (start - shift) // factor
+    per_m = -(-(local.shape[1] + factor - 1) // factor)
+    rows = np.zeros((64, per_m * factor))
+    rows[np.arange(64)[:, None], shift[:, None] + np.arange(local.shape[1])] = local
+    centres = (np.arange(size) + 0.5) / factor
+    taps = (np.floor(centres - 2.5).astype(np.int64) + 1)[:, None] + np.arange(4)
+    weights = np.where((taps >= 0) & (taps < length), _cubic(taps + 0.5 - centres[:, None]), 0.0)
     weights /= weights.sum(axis=1, keepdims=True)  # Pillow renormalises at the edges
-    taps = np.clip(taps, 0, length - 1)
-    folded = np.zeros((64, length))
-    for t in range(4):
-        cols = taps[:, t]
-        starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
-        folded[:, cols[starts]] += np.add.reduceat(big * weights[:, t], starts, axis=1)
-    return _fold(folded, scale)
+    offsets = taps[:factor]  # m = 0: input pixel = m + offset for every m
+    low = int(offsets.min())
+    folded = np.zeros((64, per_m + int(offsets.max()) - low))
+    m = base[:, None] + np.arange(per_m)
+    inside = m < length  # beyond the side `rows` is zero anyway; keep the gather in range
+    m = np.minimum(m, length - 1)
+    for phase in range(factor):
+        outputs = rows[:, phase::factor]  # (64, per_m): output pixel factor * m + phase
+        for t in range(4):
+            gain = np.where(inside, weights[factor * m + phase, t], 0.0)
+            first = int(offsets[phase, t]) - low
+            folded[:, first : first + per_m] += outputs * gain
+    return _fold(_spread(base + low, folded, length), scale)
 
 
 def pdq_quality(buf: np.ndarray) -> int:
