@@ -14,11 +14,13 @@ Paths (the levers, one at a time):
   ref-stackL    decode to L, stack to 3 channels for pdqhash (it needs H x W x 3)
   draft512      Pillow draft() to >= 512 px, RGB, pdqhash (the first fast try)
   L-full        decode to L at full size + PDQ's downsampling as one linear map (numpy)
-  fast-w1/w2    + DCT-domain draft (JPEG) / Image.reduce (others) while PDQ's box window
-                spans >= 1 / 2 downscaled pixels
-  fast          the same at >= 3 (decode.MIN_SCALE_WINDOW): the worker path, digests and
-                border trimming included, exactly as hash_image_bytes(reference=False)
-  fast-pilPNG   the fast path with PNG decoded by Pillow instead of libspng (pyspng)
+  fast-w1/w3    + DCT-domain draft (JPEG) / Image.reduce (others) while PDQ's box window
+                spans >= 1 / 3 downscaled pixels
+  fast          the same at >= 2 downscaled and >= 6 full-resolution pixels
+                (decode.MIN_SCALE_WINDOW, MIN_BOX): the worker path, digests, border
+                trimming and the up2 hash included, exactly as hash_image_bytes(reference=False)
+  fast-pilPNG   the fast path with PNG decoded by Pillow instead of matcher/png.py
+  fast-pilWebP  the fast path with WebP decoded by Pillow instead of libwebp's Y plane
   decode-floor  digests + the fast path's decode alone: no hashing change can beat it
 The last line printed is one JSON object of the reference-vs-fast figures.
 """
@@ -40,11 +42,11 @@ import numpy as np  # noqa: E402
 import pdqhash  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from arachne.matcher import decode  # noqa: E402
+from arachne.matcher import decode, webp_luma  # noqa: E402
 from arachne.matcher.decode import decode_luma  # noqa: E402
 from arachne.matcher.hashing import digests, hash_image_bytes  # noqa: E402
-from arachne.matcher.pdq import pdq_from_luma  # noqa: E402
 from arachne.matcher.kinds import PDQ  # noqa: E402
+from arachne.matcher.pdq import pdq_from_luma  # noqa: E402
 from benchmarks.common import print_result, print_table  # noqa: E402
 from benchmarks.corpus import Sample, web_corpus  # noqa: E402
 
@@ -89,7 +91,7 @@ def draft512(data: bytes) -> str:
 def numpy_path(min_window: int) -> HashPath:
     def run(data: bytes) -> str:
         digests(data)
-        luma = decode_luma(data, MAX_PIXELS, min_window=min_window)
+        luma = decode_luma(data, MAX_PIXELS, min_window=min_window, min_box=0)
         return pdq_from_luma(luma)[0][0]
 
     return run
@@ -107,12 +109,22 @@ def fast(data: bytes) -> str:
 
 
 def fast_pillow_png(data: bytes) -> str:
-    """The fast path as it was before libspng: every PNG decoded by Pillow."""
-    saved, decode.pyspng = decode.pyspng, None
+    """The fast path with every PNG decoded by Pillow (to L, then reduced) instead of
+    matcher/png.py (libdeflate + the numba unfilter kernel)."""
+    saved, decode._png_failed = decode._png_failed, True
     try:
-        return hash_image_bytes(data, max_pixels=MAX_PIXELS, reference=False).pdq or ""
+        return fast(data)
     finally:
-        decode.pyspng = saved
+        decode._png_failed = saved
+
+
+def fast_pillow_webp(data: bytes) -> str:
+    """The fast path with WebP decoded by Pillow (RGBA, then L) instead of libwebp's Y plane."""
+    saved, webp_luma.lib = webp_luma.lib, None
+    try:
+        return fast(data)
+    finally:
+        webp_luma.lib = saved
 
 
 PATHS: dict[str, HashPath] = {
@@ -122,9 +134,10 @@ PATHS: dict[str, HashPath] = {
     "draft512": draft512,
     "L-full": numpy_path(10**9),
     "fast-w1": numpy_path(1),
-    "fast-w2": numpy_path(2),
+    "fast-w3": numpy_path(3),
     "fast": fast,
     "fast-pilPNG": fast_pillow_png,
+    "fast-pilWebP": fast_pillow_webp,
     "decode-floor": decode_floor,
 }
 
@@ -192,6 +205,7 @@ def main() -> None:
         f"(median {np.median(mp):.2f}), built in {time.perf_counter() - start:.0f} s; "
         f"best of {repeats}, one core"
     )
+    decode.warm_up()  # compile (or load) the PNG kernel before any timing
     secs, hashes = measure(corpus, PATHS, repeats)
     ref_total = secs["reference"].sum()
     ref_hashes = hashes["reference"]

@@ -17,8 +17,8 @@ from PIL import Image, ImageFile, ImageOps
 
 from arachne.matcher.decode import choose_scale, decode_luma
 from arachne.matcher.hashing import TRIM_PREFIX, ImageHashes, hash_image_bytes
-from arachne.matcher.pdq import axis_weights, dihedral_buffers, hashes_from_buffers, pdq_quality
 from arachne.matcher.kinds import PDQ
+from arachne.matcher.pdq import axis_weights, dihedral_buffers, hashes_from_buffers, pdq_quality
 from arachne.matcher.trim import MAX_TRIM_FRACTION, find_trim_box, trim_borders
 
 PHOTOS = Path("/work/shared/data/photos")
@@ -72,13 +72,17 @@ def web_copies() -> list[object]:
     """(bytes, expected decode scale): every downscale factor; JPEG, PNG, WebP, CMYK."""
     garden = photo("mate_Garden.jpg")
     return [
+        pytest.param(encode(photo("skimage_chelsea.png"), "JPEG"), 1, id="jpeg-451px-s1"),
         pytest.param((PHOTOS / "sklearn_china.jpg").read_bytes(), 1, id="jpeg-640px-s1"),
         pytest.param((PHOTOS / "imgaug_quokka.jpg").read_bytes(), 2, id="jpeg-960px-s2"),
         pytest.param((PHOTOS / "mate_Garden.jpg").read_bytes(), 4, id="jpeg-2560px-s4"),
         pytest.param(BIG.read_bytes(), 8, id="jpeg-4032px-s8"),
+        pytest.param((PHOTOS / "skimage_text.png").read_bytes(), 1, id="png-text-s1"),
         pytest.param((PHOTOS / "skimage_brick.png").read_bytes(), 1, id="png-texture-s1"),
-        pytest.param(encode(garden.resize((1603, 1001))), 2, id="png-1603px-s2"),
-        pytest.param(encode(garden.resize((1603, 1001)), "WEBP", quality=80), 2, id="webp-s2"),
+        pytest.param(encode(photo("skimage_brick.png").resize((800, 800))), 2, id="png-800-s2"),
+        pytest.param(encode(garden.resize((1603, 1001))), 4, id="png-1603px-s4"),
+        pytest.param(encode(garden.resize((1603, 1001)), "WEBP", quality=80), 4, id="webp-s4"),
+        pytest.param(encode(garden.resize((1000, 700)), "WEBP", quality=80), 2, id="webp-s2"),
         pytest.param(encode(garden.convert("CMYK"), "JPEG"), 4, id="cmyk-jpeg-s4"),
     ]
 
@@ -102,15 +106,19 @@ def test_fast_path_within_10_bits_of_reference(data: bytes, scale: int) -> None:
     assert hash_image_bytes(data, reference=False) == fast  # deterministic
 
 
-def test_choose_scale_keeps_three_scaled_pixels_per_box() -> None:
+def test_choose_scale_keeps_two_scaled_and_six_full_pixels_per_box() -> None:
     # PDQ's box is ceil(short side / 128) full-resolution pixels.
-    assert choose_scale(10_000, 640) == 1  # box 5
-    assert choose_scale(10_000, 641) == 2  # box 6 = 2 x 3
-    assert choose_scale(10_000, 1536) == 4  # box 12 = 4 x 3
-    assert choose_scale(10_000, 3072) == 8  # box 24 = 8 x 3
-    assert choose_scale(3072, 2944) == 4  # box 23
+    assert choose_scale(10_000, 640) == 1  # box 5: under 6 full-resolution pixels
+    assert choose_scale(10_000, 641) == 2  # box 6 = 3 scaled pixels at 2
+    assert choose_scale(10_000, 896) == 2  # box 7
+    assert choose_scale(10_000, 897) == 4  # box 8 = 2 scaled pixels at 4
+    assert choose_scale(10_000, 1920) == 4  # box 15
+    assert choose_scale(10_000, 1921) == 8  # box 16 = 2 scaled pixels at 8
+    assert choose_scale(2944, 1900) == 4  # the short side counts
     assert choose_scale(50_000, 40_000) == 8
     assert choose_scale(1, 1) == 1
+    assert choose_scale(10_000, 640, min_window=3) == 1  # box 5 < 2 x 3
+    assert choose_scale(10_000, 641, min_window=3) == 2  # box 6
 
 
 @pytest.mark.parametrize("size", [(1001, 999), (2049, 1537), (4001, 3075)])
@@ -473,7 +481,7 @@ def test_queries_leave_out_a_low_quality_set() -> None:
     assert len(h.pdq_queries()) == 16
 
 
-# --- libspng PNG decode (pyspng) ---------------------------------------------------------------
+# --- the fast PNG decoder (matcher/png.py) in the hashing path --------------------------------
 
 
 def png_variants() -> list[object]:
@@ -482,70 +490,86 @@ def png_variants() -> list[object]:
     rgba.putalpha(Image.fromarray(np.random.default_rng(5).integers(0, 256, rgb.size[::-1], "u1")))
     grey16 = Image.fromarray(np.asarray(rgb.convert("L"), dtype=np.uint16) * 257)
     anim = encode(rgb, "PNG", save_all=True, append_images=[rgb.rotate(90)])
+    fast, pillow = True, False  # which decoder the fast path is expected to use
     return [
-        pytest.param(encode(rgb), id="rgb"),
-        pytest.param(encode(rgb.convert("L")), id="grey"),
-        pytest.param(encode(rgba), id="rgba"),
-        pytest.param(encode(rgb.convert("LA")), id="grey-alpha"),
-        pytest.param(encode(rgb.quantize(64)), id="palette"),
-        pytest.param(encode(grey16), id="grey16"),
-        pytest.param(encode(rgb.convert("1")), id="1-bit"),
-        pytest.param(encode(rgb, "PNG", transparency=(0, 0, 0)), id="rgb-trns"),
-        pytest.param(anim, id="apng"),
+        pytest.param(encode(rgb), fast, id="rgb"),
+        pytest.param(encode(rgb.convert("L")), fast, id="grey"),
+        pytest.param(encode(rgba), fast, id="rgba"),
+        pytest.param(encode(rgb.convert("LA")), fast, id="grey-alpha"),
+        pytest.param(encode(rgb.quantize(64)), fast, id="palette"),
+        pytest.param(encode(grey16), pillow, id="grey16"),
+        pytest.param(encode(rgb.convert("1")), pillow, id="1-bit"),
+        pytest.param(encode(rgb, "PNG", transparency=(0, 0, 0)), fast, id="rgb-trns"),
+        pytest.param(anim, pillow, id="apng"),
     ]
 
 
-@pytest.mark.parametrize("data", png_variants())
-def test_spng_decodes_like_pillow(data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("data", "by_fast_decoder"), png_variants())
+def test_png_decodes_like_pillow(
+    data: bytes, by_fast_decoder: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from arachne.matcher import decode
 
-    fast = decode_luma(data, 10**9)
-    monkeypatch.setattr(decode, "pyspng", None)
-    pil = decode_luma(data, 10**9)
-    assert np.array_equal(fast.pixels, pil.pixels) and fast.scale == pil.scale
+    luma = decode_luma(data, 10**9)
     with Image.open(io.BytesIO(data)) as img:
-        assert np.array_equal(fast.pixels, np.asarray(img.convert("L")))
+        expected = np.asarray(img.convert("L"))
+    if by_fast_decoder:  # float block means; Pillow's L is the same rounded to uint8
+        assert luma.pixels.dtype == np.float32 and luma.scale == 1
+        assert np.abs(luma.pixels - expected).max() <= 0.5 + 1e-3
+    else:
+        assert np.array_equal(luma.pixels, expected)
+    monkeypatch.setattr(decode, "_png_failed", True)  # the Pillow path, for every file
+    assert np.array_equal(decode_luma(data, 10**9).pixels, expected)
 
 
-def test_spng_is_used_for_plain_png_and_hashes_like_reference() -> None:
-    from arachne.matcher import decode
-
-    pytest.importorskip("pyspng")
+def test_fast_png_hashes_like_reference_at_a_reduced_scale() -> None:
     img = photo("skimage_chelsea.png")
     data = encode(img.resize((img.width * 4, img.height * 4)), "PNG", compress_level=3)
-    assert decode._png_first_frame(data, Image.open(io.BytesIO(data))) is not None
+    luma = decode_luma(data, 10**9)
+    assert luma.scale > 1 and luma.pixels.dtype == np.float32
     fast, ref = hash_image_bytes(data, reference=False), hash_image_bytes(data)
     assert hamming(fast.pdq, ref.pdq) <= 4
 
 
-def test_spng_failure_falls_back_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
-    from arachne.matcher import decode
+def test_fast_png_failure_is_logged_once_then_pillow_decodes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from arachne.matcher import decode, png
 
-    class Broken:
-        @staticmethod
-        def load(data: bytes) -> np.ndarray:
-            raise RuntimeError("libspng says no")
+    calls: list[int] = []
+
+    def broken(data: bytes, scale: int) -> np.ndarray:
+        calls.append(scale)
+        raise RuntimeError("kernel did not compile")
 
     data = encode(photo("sklearn_flower.jpg", 300))
-    expected = decode_luma(data, 10**9)
-    monkeypatch.setattr(decode, "pyspng", Broken)
-    assert np.array_equal(decode_luma(data, 10**9).pixels, expected.pixels)
+    with Image.open(io.BytesIO(data)) as img:
+        expected = np.asarray(img.convert("L"))
+    monkeypatch.setattr(png, "png_luma", broken)
+    monkeypatch.setattr(decode, "_png_failed", False)
+    for _ in range(3):
+        assert np.array_equal(decode_luma(data, 10**9).pixels, expected)
+    assert calls == [1] and caplog.text.count("fast PNG decoder failed") == 1
     truncated = hash_image_bytes(data[: len(data) // 2], reference=False)
     assert truncated.error == "truncated"
 
 
-def test_spng_never_sees_a_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
-    from arachne.matcher import decode
+def test_truncated_png_gets_pillows_reason_through_the_fast_path() -> None:
+    data = encode(photo("sklearn_flower.jpg", 300))
+    assert hash_image_bytes(data[: len(data) // 2], reference=False).error == "truncated"
+    assert hash_image_bytes(data[: len(data) // 2]).error == "truncated"
+
+
+def test_fast_png_never_sees_a_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
+    from arachne.matcher import png
 
     calls: list[int] = []
 
-    class Recorder:
-        @staticmethod
-        def load(data: bytes) -> np.ndarray:
-            calls.append(len(data))
-            raise RuntimeError("not expected")
+    def recorder(data: bytes, scale: int) -> np.ndarray:
+        calls.append(len(data))
+        raise RuntimeError("not expected")
 
-    monkeypatch.setattr(decode, "pyspng", Recorder)
+    monkeypatch.setattr(png, "png_luma", recorder)
     assert hash_image_bytes(bomb_png(), reference=False).error == "decompression_bomb"
     big = encode(Image.new("RGB", (400, 300)))
     assert hash_image_bytes(big, reference=False, max_pixels=400 * 300 - 1).error == (

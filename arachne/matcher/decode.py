@@ -9,6 +9,7 @@ header's size before any pixel is decoded, by both paths alike, so both refuse t
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -17,20 +18,23 @@ from PIL import Image, UnidentifiedImageError
 
 from arachne.matcher.webp_luma import webp_luma
 
-try:  # libspng: decodes PNG ~25% faster than Pillow's libpng path; optional
-    import pyspng
-except ImportError:  # pragma: no cover - the fast PNG path then falls back to Pillow
-    pyspng = None
+log = logging.getLogger(__name__)
 
 # We enforce our own pixel cap before decoding; Pillow's global one would warn or raise
 # at a different, process-wide limit.
 Image.MAX_IMAGE_PIXELS = None
 
-MIN_SCALE_WINDOW = 3
+MIN_SCALE_WINDOW = 2
 """The fast path downscales by s only while PDQ's box window (ceil(short side / 128) pixels
-of the full image) spans at least this many downscaled pixels. On the web-like benchmark
-corpus (benchmarks/hashing.py) 3 kept every hash within 6 bits of the reference path
-(p99 4); 2 was as close; 1 reached 28 bits on scanned text and fine textures."""
+of the full image) spans at least this many downscaled pixels and ``MIN_BOX``
+full-resolution pixels."""
+
+MIN_BOX = 6
+"""Measured on the web-like corpus
+(benchmarks/hashing.py): boxes of >= 2 downscaled pixels keep every hash within 6 bits of
+the reference path (1 reached 26-28 bits on scanned text and fine textures); at 2 pixels,
+small finely textured images (box 4-5) moved up to 10 bits at half scale, hence the floor
+of 6. This rule: p99 4 bits, mean 0.59, 12% faster than >= 3 downscaled pixels."""
 
 # Modes whose direct conversion to L equals Pillow's RGB -> L (checked in the tests).
 _DIRECT_TO_L = frozenset({"L", "RGB", "RGBA", "RGBX", "P"})
@@ -116,36 +120,36 @@ def _webp_first_frame(img: Image.Image) -> Image.Image | None:
         return None
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_SPNG_COLOUR_TYPES = {0: 2, 2: 3, 6: 3}  # grey, RGB, RGBA (alpha ignored) -> ndim expected
+_png_failed = False
 
 
-def _png_first_frame(data: bytes, img: Image.Image) -> Image.Image | None:
-    """The PNG's pixels decoded by libspng (``pyspng``) as a Pillow image, or None where the
-    fast decoder is missing, the file is anything but a plain 8-bit grey/RGB/RGBA PNG, or
-    libspng fails (truncated, corrupt): the caller then decodes the Pillow way, which gives
-    the usual error reasons. Only called after ``open_checked`` applied the pixel cap to the
-    same IHDR. Palette, 16-bit, sub-byte, grey+alpha and animated PNGs go to Pillow.
-    """
-    if pyspng is None or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
-        return None
-    if getattr(img, "is_animated", False) or data[24] != 8:  # bit depth
-        return None
-    ndim = _SPNG_COLOUR_TYPES.get(data[25])  # colour type
-    if ndim is None or img.mode not in ("L", "RGB", "RGBA"):
+def _png_luma(data: bytes, scale: int) -> np.ndarray | None:
+    """``png.png_luma``, imported on first use (it loads numba), or None where it declines
+    the file. Should its compiled kernel ever fail (a numba/llvmlite it was not built
+    against), the failure is logged once and every PNG goes to Pillow from then on."""
+    global _png_failed
+    if _png_failed:
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = pyspng.load(data)
+        from arachne.matcher.png import png_luma
+
+        return png_luma(data, scale)
     except Exception:
+        _png_failed = True
+        log.exception("the fast PNG decoder failed; decoding PNG with Pillow from now on")
         return None
-    if arr.dtype != np.uint8 or arr.ndim != ndim or arr.shape[:2] != (img.height, img.width):
-        return None
+
+
+def warm_up() -> None:
+    """Compile (or load from disk) the fast PNG kernel, so forked workers inherit it."""
+    global _png_failed
     try:
-        return Image.fromarray(arr)
+        from arachne.matcher import png
+
+        png.warm_up()
     except Exception:
-        return None
+        _png_failed = True
+        log.exception("the fast PNG decoder failed; decoding PNG with Pillow from now on")
 
 
 def decode_rgb(
@@ -162,11 +166,14 @@ def decode_rgb(
     return np.asarray(rgb), fmt, size
 
 
-def choose_scale(width: int, height: int, min_window: int = MIN_SCALE_WINDOW) -> int:
-    """Largest of 8, 4, 2, 1 that keeps PDQ's box window >= ``min_window`` scaled pixels."""
+def choose_scale(
+    width: int, height: int, min_window: int = MIN_SCALE_WINDOW, min_box: int = MIN_BOX
+) -> int:
+    """Largest of 8, 4, 2, 1 that keeps PDQ's box window >= ``min_window`` scaled pixels
+    and >= ``min_box`` full-resolution pixels."""
     window = (min(width, height) + 127) // 128
     for scale in (8, 4, 2):
-        if window >= scale * min_window:
+        if window >= max(scale * min_window, min_box):
             return scale
     return 1
 
@@ -177,20 +184,25 @@ def decode_luma(
     max_bytes: int | None = None,
     *,
     min_window: int = MIN_SCALE_WINDOW,
+    min_box: int = MIN_BOX,
 ) -> Luma:
     """Fast decode: luminance only, downscaled by ``choose_scale`` where that is cheap.
 
     JPEG is downscaled in the DCT domain (Pillow ``draft``) and decoded straight to its Y
     channel, skipping chroma upsampling and colour conversion; PDQ's luma weights are JPEG's.
-    Still WebP is decoded to its Y plane only (``webp_luma``). Other formats are decoded
-    fully (plain 8-bit PNG by libspng where ``pyspng`` is installed, else Pillow), converted
-    to L and box-reduced (``Image.reduce``).
+    Still WebP is decoded to its Y plane only (``webp_luma``), plain PNG straight to block
+    means of luminance (``png.png_luma``). Anything else, and any file those decline, is
+    decoded by Pillow, converted to L and box-reduced (``Image.reduce``).
     """
     img = open_checked(data, max_pixels, max_bytes)
     fmt = img.format
     width, height = img.size
-    scale = choose_scale(width, height, min_window)
-    direct = webp_luma(data, width, height, scale) if fmt == "WEBP" else None
+    scale = choose_scale(width, height, min_window, min_box)
+    direct = None
+    if fmt == "WEBP":
+        direct = webp_luma(data, width, height, scale)
+    elif fmt == "PNG":
+        direct = _png_luma(data, scale)
     if direct is not None:
         return Luma(direct, scale, width, height, fmt)
     drafted = 1
@@ -205,8 +217,6 @@ def decode_luma(
             drafted = round(width / res[1][2])
     if fmt == "WEBP":
         img = _webp_first_frame(img) or open_checked(data, max_pixels, max_bytes)
-    elif fmt == "PNG":
-        img = _png_first_frame(data, img) or img
     _load(img)
     try:
         grey = img.convert("L") if img.mode in _DIRECT_TO_L else img.convert("RGB").convert("L")

@@ -30,8 +30,28 @@ def axis_weights(length: int, scale: int = 1) -> np.ndarray:
     weights; with ``scale`` > 1 each column sums the weights of the ``scale`` full-resolution
     pixels that one downscaled pixel averages, so PDQ's blur is kept, not redone on top.
     """
+    start, local = local_axis_weights(length, scale)
+    dense = _spread(start, local, -(-length // scale)).astype(np.float32)
+    dense.setflags(write=False)  # cached and shared between calls
+    return dense
+
+
+@lru_cache(maxsize=128)
+def local_axis_weights(length: int, scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``axis_weights`` row by row: row i's weights ``local[i]`` (float32) apply to the
+    (downscaled) pixels from ``start[i]`` on; weights past the side are zero. The column
+    pass reads only those pixels (``_column_pass``): 2-3x faster than the dense product."""
     start, local = _local_weights(length)
-    return _fold(_spread(start, local, length), scale)
+    if scale > 1:  # fold runs of `scale` full-resolution pixels, aligned to whole blocks
+        shift = start % scale
+        blocks = -(-(local.shape[1] + scale - 1) // scale)
+        aligned = np.zeros((64, blocks * scale))
+        aligned[np.arange(64)[:, None], shift[:, None] + np.arange(local.shape[1])] = local
+        start, local = start // scale, aligned.reshape(64, blocks, scale).sum(axis=2)
+    local = local.astype(np.float32)
+    for arr in (start, local):
+        arr.setflags(write=False)
+    return start, local
 
 
 def _local_weights(length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,18 +89,6 @@ def _spread(start: np.ndarray, local: np.ndarray, length: int) -> np.ndarray:
     dense = np.zeros((64, length))
     dense[np.nonzero(keep)[0], cols[keep]] = local[keep]
     return dense
-
-
-def _fold(weights: np.ndarray, scale: int) -> np.ndarray:
-    """Sum each run of ``scale`` columns (one downscaled pixel stands for them) and freeze."""
-    if scale > 1:
-        length = weights.shape[1]
-        n = -(-length // scale)
-        weights = np.pad(weights, ((0, 0), (0, n * scale - length)))
-        weights = weights.reshape(64, n, scale).sum(axis=2)
-    out = weights.astype(np.float32)
-    out.setflags(write=False)  # cached and shared between calls
-    return out
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -129,7 +137,14 @@ def upscaled_axis_weights(length: int, scale: int = 1, factor: int = 2) -> np.nd
             gain = np.where(inside, weights[factor * m + phase, t], 0.0)
             first = int(offsets[phase, t]) - low
             folded[:, first : first + per_m] += outputs * gain
-    return _fold(_spread(base + low, folded, length), scale)
+    dense = _spread(base + low, folded, length)
+    if scale > 1:  # one downscaled pixel stands for `scale` full-resolution ones
+        blocks = -(-length // scale)
+        dense = np.pad(dense, ((0, 0), (0, blocks * scale - length)))
+        dense = dense.reshape(64, blocks, scale).sum(axis=2)
+    out = dense.astype(np.float32)
+    out.setflags(write=False)
+    return out
 
 
 def pdq_quality(buf: np.ndarray) -> int:
@@ -161,8 +176,24 @@ def dihedral_buffers(pixels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> 
     texture that shortcut was over 100 bits off the hash of the rotated file.
     """
     both_cols = np.concatenate([cols, cols[:, ::-1]])  # (128, n_cols)
+    return _variants(rows, pixels @ both_cols.T)
+
+
+def _column_pass(pixels: np.ndarray, start: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """``pixels @ [cols; cols flipped].T`` (h, 128) from the local rows of ``cols``: each
+    output reads its few columns only. The flipped image's column pass uses the same
+    weights on the mirrored columns."""
+    n = pixels.shape[1]
+    idx = np.minimum(start[:, None] + np.arange(local.shape[1]), n - 1)  # past: weight 0
+    gathered = pixels[:, np.concatenate([idx, n - 1 - idx])].transpose(1, 0, 2)
+    weights = np.concatenate([local, local])[:, :, None]  # (128, span, 1)
+    return np.matmul(gathered, weights)[:, :, 0].T
+
+
+def _variants(rows: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """The 8 buffers from the column pass ``half`` = [orig | flipped left-right]."""
     both_rows = np.concatenate([rows, rows[:, ::-1]])
-    full = both_rows @ (pixels @ both_cols.T)  # [[orig, flip lr], [flip ud, rot180]]
+    full = both_rows @ half  # [[orig, flip lr], [flip ud, rot180]]
     orig, lr, ud, r180 = full[:64, :64], full[:64, 64:], full[64:, :64], full[64:, 64:]
     return np.stack([orig, lr.T, r180, ud.T, ud, lr, orig.T, r180.T])
 
@@ -178,7 +209,8 @@ def pdq_from_luma(
     full_h = min(bottom * s, luma.height) - top * s
     full_w = min(right * s, luma.width) - left * s
     pixels = luma.pixels[top:bottom, left:right].astype(np.float32, copy=False)
-    buffers = dihedral_buffers(pixels, axis_weights(full_h, s), axis_weights(full_w, s))
+    half = _column_pass(pixels, *local_axis_weights(full_w, s))
+    buffers = _variants(axis_weights(full_h, s), half)
     return hashes_from_buffers(buffers), pdq_quality(buffers[0])
 
 

@@ -13,6 +13,7 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from arachne.matcher import decode
 from arachne.queue import jobs
 from arachne.queue.connection import image_queues
 from arachne.settings import Settings
@@ -38,6 +39,7 @@ class ArachneWorker(Worker):
 def run_worker(settings: Settings, redis: Redis, *, burst: bool = False) -> bool:
     store = Store.open(settings)
     jobs.set_context(jobs.WorkerContext(settings, redis, store))
+    decode.warm_up()  # compiled here, in the parent, so every forked work horse inherits it
     jobs.get_context().refresh_if_stale()
     worker = ArachneWorker(
         image_queues(redis, settings), connection=redis, serializer=JSONSerializer
