@@ -15,7 +15,7 @@ import pdqhash
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from arachne.matcher.decode import choose_scale, decode_luma
+from arachne.matcher.decode import Luma, choose_scale, decode_luma
 from arachne.matcher.hashing import TRIM_PREFIX, ImageHashes, hash_image_bytes
 from arachne.matcher.kinds import PDQ
 from arachne.matcher.pdq import axis_weights, dihedral_buffers, hashes_from_buffers, pdq_quality
@@ -587,3 +587,39 @@ def test_fast_png_never_sees_a_bomb(monkeypatch: pytest.MonkeyPatch) -> None:
         "decompression_bomb"
     )
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("shape", "scale", "box"),
+    [
+        ((1, 1), 1, None),
+        ((37, 53), 1, None),
+        ((37, 53), 1, (3, 2, 30, 25)),
+        ((301, 200), 2, None),
+        ((301, 200), 2, (3, 2, 190, 250)),
+    ],
+)
+def test_sparse_passes_equal_the_dense_maps(
+    shape: tuple[int, int], scale: int, box: tuple[int, int, int, int] | None
+) -> None:
+    """pdq_from_luma reads each output's own pixels (row pass, then column pass); the dense
+    product of the full weight matrices is the oracle."""
+    from arachne.matcher import pdq
+
+    rows, cols = shape
+    pixels = np.random.default_rng(rows).uniform(0, 255, shape).astype(np.float32)
+    full_h, full_w = rows * scale - (scale > 1), cols * scale - (scale > 1)  # partial blocks
+    left, top, right, bottom = box or (0, 0, cols, rows)
+    crop = pixels[top:bottom, left:right]
+    ch = min(bottom * scale, full_h) - top * scale
+    cw = min(right * scale, full_w) - left * scale
+    sparse = pdq._variants(
+        pdq._column_pass(
+            pdq._row_pass(crop, *pdq.local_axis_weights(ch, scale)),
+            *pdq.local_axis_weights(cw, scale),
+        )
+    )
+    dense = dihedral_buffers(crop, axis_weights(ch, scale), axis_weights(cw, scale))
+    np.testing.assert_allclose(sparse, dense, atol=1e-3)
+    luma = Luma(pixels, scale, full_w, full_h, "PNG")
+    assert pdq.pdq_from_luma(luma, box)[0] == hashes_from_buffers(dense)

@@ -39,10 +39,16 @@ def axis_weights(length: int, scale: int = 1) -> np.ndarray:
 @lru_cache(maxsize=128)
 def local_axis_weights(length: int, scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``axis_weights`` row by row: row i's weights ``local[i]`` (float32) apply to the
-    (downscaled) pixels from ``start[i]`` on; weights past the side are zero. The column
-    pass reads only those pixels (``_column_pass``): 2-3x faster than the dense product."""
-    start, local = _local_weights(length)
-    if scale > 1:  # fold runs of `scale` full-resolution pixels, aligned to whole blocks
+    (downscaled) pixels from ``start[i]`` on; weights outside the side are zero. The passes
+    read only those pixels (``_row_pass``, ``_column_pass``): 2-4x faster than the dense
+    products on the corpus sizes."""
+    return _fold_local(*_local_weights(length), scale)
+
+
+def _fold_local(start: np.ndarray, local: np.ndarray, scale: int) -> tuple[np.ndarray, ...]:
+    """Sum runs of ``scale`` full-resolution columns aligned to whole blocks (one
+    downscaled pixel stands for them), as float32, frozen: cached and shared."""
+    if scale > 1:
         shift = start % scale
         blocks = -(-(local.shape[1] + scale - 1) // scale)
         aligned = np.zeros((64, blocks * scale))
@@ -99,10 +105,18 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
 
 
-@lru_cache(maxsize=64)
 def upscaled_axis_weights(length: int, scale: int = 1, factor: int = 2) -> np.ndarray:
-    """PDQ's downsampling of this side bicubically upscaled ``factor`` times, as one
-    (64, ceil(length/scale)) matrix on the same pixels as ``axis_weights``.
+    """``upscaled_local_weights`` as one dense (64, ceil(length/scale)) matrix."""
+    start, local = upscaled_local_weights(length, scale, factor)
+    return _spread(start, local, -(-length // scale)).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def upscaled_local_weights(
+    length: int, scale: int = 1, factor: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """PDQ's downsampling of this side bicubically upscaled ``factor`` times, row by row
+    on the same pixels as ``local_axis_weights``.
 
     Why: on an image with fine texture, PDQ's small box window at the original size lets
     texture alias into the hash; a downscaled copy has lost that alias, so its own hash is
@@ -137,14 +151,7 @@ def upscaled_axis_weights(length: int, scale: int = 1, factor: int = 2) -> np.nd
             gain = np.where(inside, weights[factor * m + phase, t], 0.0)
             first = int(offsets[phase, t]) - low
             folded[:, first : first + per_m] += outputs * gain
-    dense = _spread(base + low, folded, length)
-    if scale > 1:  # one downscaled pixel stands for `scale` full-resolution ones
-        blocks = -(-length // scale)
-        dense = np.pad(dense, ((0, 0), (0, blocks * scale - length)))
-        dense = dense.reshape(64, blocks, scale).sum(axis=2)
-    out = dense.astype(np.float32)
-    out.setflags(write=False)
-    return out
+    return _fold_local(base + low, folded, scale)
 
 
 def pdq_quality(buf: np.ndarray) -> int:
@@ -176,24 +183,40 @@ def dihedral_buffers(pixels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> 
     texture that shortcut was over 100 bits off the hash of the rotated file.
     """
     both_cols = np.concatenate([cols, cols[:, ::-1]])  # (128, n_cols)
-    return _variants(rows, pixels @ both_cols.T)
-
-
-def _column_pass(pixels: np.ndarray, start: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """``pixels @ [cols; cols flipped].T`` (h, 128) from the local rows of ``cols``: each
-    output reads its few columns only. The flipped image's column pass uses the same
-    weights on the mirrored columns."""
-    n = pixels.shape[1]
-    idx = np.minimum(start[:, None] + np.arange(local.shape[1]), n - 1)  # past: weight 0
-    gathered = pixels[:, np.concatenate([idx, n - 1 - idx])].transpose(1, 0, 2)
-    weights = np.concatenate([local, local])[:, :, None]  # (128, span, 1)
-    return np.matmul(gathered, weights)[:, :, 0].T
-
-
-def _variants(rows: np.ndarray, half: np.ndarray) -> np.ndarray:
-    """The 8 buffers from the column pass ``half`` = [orig | flipped left-right]."""
     both_rows = np.concatenate([rows, rows[:, ::-1]])
-    full = both_rows @ half  # [[orig, flip lr], [flip ud, rot180]]
+    return _variants(both_rows @ (pixels @ both_cols.T))
+
+
+def _gather_index(start: np.ndarray, span: int, n: int, flips: bool) -> np.ndarray:
+    """Pixel indices each row of weights reads (clipped where its weights are zero),
+    then, with ``flips``, the same rows on the mirrored side."""
+    idx = np.clip(start[:, None] + np.arange(span), 0, n - 1)
+    return np.concatenate([idx, n - 1 - idx]) if flips else idx
+
+
+def _row_pass(
+    pixels: np.ndarray, start: np.ndarray, local: np.ndarray, flips: bool = True
+) -> np.ndarray:
+    """``rows @ pixels`` (64 or, with the upside-down image's, 128 rows) reading each
+    output row's few pixel rows: whole rows, so the gather is a few memcpys."""
+    idx = _gather_index(start, local.shape[1], pixels.shape[0], flips)
+    weights = np.concatenate([local, local]) if flips else local
+    return np.matmul(weights[:, None, :], pixels[idx])[:, 0, :]
+
+
+def _column_pass(
+    pixels: np.ndarray, start: np.ndarray, local: np.ndarray, flips: bool = True
+) -> np.ndarray:
+    """``pixels @ cols.T`` (with the mirrored image's columns appended) reading each
+    output column's few pixels. Run on the row pass's 128 rows, not the image."""
+    idx = _gather_index(start, local.shape[1], pixels.shape[1], flips)
+    weights = np.concatenate([local, local]) if flips else local
+    gathered = pixels[:, idx].transpose(1, 0, 2)  # (outputs, rows, span)
+    return np.matmul(gathered, weights[:, :, None])[:, :, 0].T
+
+
+def _variants(full: np.ndarray) -> np.ndarray:
+    """The 8 buffers from [[orig, flip lr], [flip ud, rot180]] (128 × 128)."""
     orig, lr, ud, r180 = full[:64, :64], full[:64, 64:], full[64:, :64], full[64:, 64:]
     return np.stack([orig, lr.T, r180, ud.T, ud, lr, orig.T, r180.T])
 
@@ -209,14 +232,14 @@ def pdq_from_luma(
     full_h = min(bottom * s, luma.height) - top * s
     full_w = min(right * s, luma.width) - left * s
     pixels = luma.pixels[top:bottom, left:right].astype(np.float32, copy=False)
-    half = _column_pass(pixels, *local_axis_weights(full_w, s))
-    buffers = _variants(axis_weights(full_h, s), half)
+    rows = _row_pass(pixels, *local_axis_weights(full_h, s))  # (128, w)
+    buffers = _variants(_column_pass(rows, *local_axis_weights(full_w, s)))
     return hashes_from_buffers(buffers), pdq_quality(buffers[0])
 
 
 def upscaled_pdq(luma: Luma, factor: int = 2) -> str:
     """PDQ (original orientation) of the image bicubically upscaled ``factor`` times."""
-    rows = upscaled_axis_weights(luma.height, luma.scale, factor)
-    cols = upscaled_axis_weights(luma.width, luma.scale, factor)
-    buffer = rows @ luma.pixels.astype(np.float32, copy=False) @ cols.T
+    pixels = luma.pixels.astype(np.float32, copy=False)
+    rows = _row_pass(pixels, *upscaled_local_weights(luma.height, luma.scale, factor), False)
+    buffer = _column_pass(rows, *upscaled_local_weights(luma.width, luma.scale, factor), False)
     return hashes_from_buffers(buffer[None])[0]
