@@ -108,23 +108,24 @@ def fast(data: bytes) -> str:
     return hash_image_bytes(data, max_pixels=MAX_PIXELS, reference=False).pdq or ""
 
 
-def fast_pillow_png(data: bytes) -> str:
-    """The fast path with every PNG decoded by Pillow (to L, then reduced) instead of
-    matcher/png.py (libdeflate + the numba unfilter kernel)."""
-    saved, decode._png_failed = decode._png_failed, True
-    try:
-        return fast(data)
-    finally:
-        decode._png_failed = saved
+def fast_without(module: object, attr: str, value: object) -> HashPath:
+    """The fast path with ``module.attr`` set to ``value`` for the call (a lever off)."""
+
+    def run(data: bytes) -> str:
+        saved = getattr(module, attr)
+        setattr(module, attr, value)
+        try:
+            return fast(data)
+        finally:
+            setattr(module, attr, saved)
+
+    return run
 
 
-def fast_pillow_webp(data: bytes) -> str:
-    """The fast path with WebP decoded by Pillow (RGBA, then L) instead of libwebp's Y plane."""
-    saved, webp_luma.lib = webp_luma.lib, None
-    try:
-        return fast(data)
-    finally:
-        webp_luma.lib = saved
+# PNG through Pillow (to L, then reduced) instead of matcher/png.py; WebP through Pillow
+# (RGBA, then L) instead of libwebp's Y plane.
+fast_pillow_png = fast_without(decode, "_png_failed", True)
+fast_pillow_webp = fast_without(webp_luma, "lib", None)
 
 
 PATHS: dict[str, HashPath] = {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +116,8 @@ def open_test_store(backend: str, tmp_path: Path, pg_database: str) -> Store:
             Settings(data_dir=tmp_path, database_url=fresh_postgres_database(pg_database))
         )
     return Store.open(Settings(data_dir=tmp_path))
+
+
+def png_chunk(tag: bytes, body: bytes) -> bytes:
+    """One PNG chunk with its length and CRC, for tests that build PNG files by hand."""
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))

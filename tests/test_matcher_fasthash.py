@@ -20,6 +20,7 @@ from arachne.matcher.hashing import TRIM_PREFIX, ImageHashes, hash_image_bytes
 from arachne.matcher.kinds import PDQ
 from arachne.matcher.pdq import axis_weights, dihedral_buffers, hashes_from_buffers, pdq_quality
 from arachne.matcher.trim import MAX_TRIM_FRACTION, find_trim_box, trim_borders
+from tests.conftest import png_chunk
 
 PHOTOS = Path("/work/shared/data/photos")
 BIG = Path("/work/shared/data/pdq-vectors/repo/pdq/data/reg-test-input/exif-rotn/exif-rotn-1.jpg")
@@ -219,10 +220,6 @@ def test_fast_variants_are_hashes_of_the_transformed_image() -> None:
 
 
 # --- guarded decoding --------------------------------------------------------------------------
-
-
-def png_chunk(tag: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
 
 def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:

@@ -17,6 +17,7 @@ from PIL import Image, ImageFile
 
 from arachne.matcher.hashing import ImageHashes, hash_image_bytes
 from arachne.matcher.kinds import KINDS, MD5, PDQ, SHA1, SHA256
+from tests.conftest import png_chunk
 
 VECTORS = Path("/work/shared/data/pdq-vectors")
 REPO = VECTORS / "repo"
@@ -172,10 +173,6 @@ def test_truncated_jpeg() -> None:
     assert h.sha256 == hashlib.sha256(cut).hexdigest()
     assert h.md5 == hashlib.md5(cut).hexdigest()
     assert h.size == len(cut)
-
-
-def png_chunk(tag: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
 
 def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:

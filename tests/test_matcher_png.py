@@ -17,15 +17,12 @@ import pytest
 from PIL import Image
 
 from arachne.matcher.png import png_luma, warm_up
+from tests.conftest import png_chunk
 
 SCALES = (1, 2, 4, 8)
 BPP = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> bytes per pixel
 MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
 SIZES = ((1, 1), (7, 5), (33, 17), (130, 97), (3, 41), (67, 2))  # (width, height)
-
-
-def chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -66,10 +63,10 @@ def encode(
     header = header or struct.pack(">IIBBBBB", width, height, 8, ctype, 0, 0, 0)
     if idat is None:
         idat = zlib.compress(filter_rows(pixels, BPP[ctype], filters), level)
-    parts = [chunk(b"IHDR", header), *extra]
+    parts = [png_chunk(b"IHDR", header), *extra]
     if palette is not None:
-        parts.append(chunk(b"PLTE", palette))
-    parts += [chunk(b"IDAT", idat), chunk(b"IEND", b"")]
+        parts.append(png_chunk(b"PLTE", palette))
+    parts += [png_chunk(b"IDAT", idat), png_chunk(b"IEND", b"")]
     return b"\x89PNG\r\n\x1a\n" + b"".join(parts)
 
 
@@ -272,25 +269,25 @@ def _refused_cases() -> dict[str, bytes]:
         "palette index out of range": encode(big_index, 3, [0] * 3, palette),
         "palette without PLTE": encode(big_index, 3, [0] * 3),
         "grey with PLTE": encode(big_index, 0, [0] * 3, palette),
-        "missing IDAT": good[: good.index(b"IDAT") - 4] + chunk(b"IEND", b""),
+        "missing IDAT": good[: good.index(b"IDAT") - 4] + png_chunk(b"IEND", b""),
         "missing IEND": good[: good.index(b"IEND") - 4],
-        "IHDR not the first chunk": good[:8] + chunk(b"tEXt", b"k\0v") + good[8:],
+        "IHDR not the first chunk": good[:8] + png_chunk(b"tEXt", b"k\0v") + good[8:],
         "IDAT chunks not consecutive": good[:8]
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", stream[:20])
-        + chunk(b"tEXt", b"k\0v")
-        + chunk(b"IDAT", stream[20:])
-        + chunk(b"IEND", b""),
-        "APNG": encode(pixels, 2, [0] * 4, extra=[chunk(b"acTL", bytes(8))]),
-        "unknown critical chunk": encode(pixels, 2, [0] * 4, extra=[chunk(b"ABCD", b"")]),
-        "short gAMA": encode(pixels, 2, [0] * 4, extra=[chunk(b"gAMA", b"\0")]),
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", stream[:20])
+        + png_chunk(b"tEXt", b"k\0v")
+        + png_chunk(b"IDAT", stream[20:])
+        + png_chunk(b"IEND", b""),
+        "APNG": encode(pixels, 2, [0] * 4, extra=[png_chunk(b"acTL", bytes(8))]),
+        "unknown critical chunk": encode(pixels, 2, [0] * 4, extra=[png_chunk(b"ABCD", b"")]),
+        "short gAMA": encode(pixels, 2, [0] * 4, extra=[png_chunk(b"gAMA", b"\0")]),
         "chunk length past the end": good[:33] + struct.pack(">I", 2**30) + good[37:],
         "too little image data": encode(pixels, 2, [], idat=zlib.compress(bytes(10))),
         "too much image data": encode(pixels, 2, [], idat=zlib.compress(bytes(200))),
         "garbage after the signature": good[:8] + bytes(range(40)),
         "not a PNG": b"GIF89a" + bytes(100),
         "header only": good[:33],
-        "wrong IHDR length": good[:8] + chunk(b"IHDR", header + b"\0") + good[33:],
+        "wrong IHDR length": good[:8] + png_chunk(b"IHDR", header + b"\0") + good[33:],
     }
     return cases
 
@@ -306,8 +303,8 @@ def test_refusal_fixtures_are_otherwise_valid() -> None:
     pixels = random_pixels(np.random.default_rng(3), 10, 4, 2)
     stream = zlib.compress(filter_rows(pixels, 3, [0] * 4))
     header = struct.pack(">IIBBBBB", 10, 4, 8, 2, 0, 0, 0)
-    split = chunk(b"IDAT", stream[:20]) + chunk(b"IDAT", stream[20:])
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + split + chunk(b"IEND", b"")
+    split = png_chunk(b"IDAT", stream[:20]) + png_chunk(b"IDAT", stream[20:])
+    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + split + png_chunk(b"IEND", b"")
     for valid in (_sample(), _with_filter_byte(4), data):
         assert png_luma(valid, 2) is not None
 
@@ -315,7 +312,9 @@ def test_refusal_fixtures_are_otherwise_valid() -> None:
 def test_ancillary_chunks_after_idat_are_accepted_when_harmless() -> None:
     pixels = random_pixels(np.random.default_rng(4), 6, 5, 2)
     base = encode(pixels, 2, [4] * 5)
-    data = base[:-12] + chunk(b"tEXt", b"Comment\0hi") + chunk(b"tIME", bytes(7)) + base[-12:]
+    data = (
+        base[:-12] + png_chunk(b"tEXt", b"Comment\0hi") + png_chunk(b"tIME", bytes(7)) + base[-12:]
+    )
     assert png_luma(data, 1) is not None
     assert np.array_equal(png_luma(data, 1), png_luma(base, 1))
 

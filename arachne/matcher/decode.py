@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -123,33 +125,31 @@ def _webp_first_frame(img: Image.Image) -> Image.Image | None:
 _png_failed = False
 
 
-def _png_luma(data: bytes, scale: int) -> np.ndarray | None:
-    """``png.png_luma``, imported on first use (it loads numba), or None where it declines
-    the file. Should its compiled kernel ever fail (a numba/llvmlite it was not built
-    against), the failure is logged once and every PNG goes to Pillow from then on."""
+def _with_fast_png(call: Callable[[ModuleType], np.ndarray | None]) -> np.ndarray | None:
+    """``call(png)`` with ``matcher.png`` imported on first use (it loads numba). Should its
+    compiled kernel ever fail (a numba/llvmlite it was not built against), the failure is
+    logged once and every PNG goes to Pillow from then on (None)."""
     global _png_failed
     if _png_failed:
         return None
     try:
-        from arachne.matcher.png import png_luma
+        from arachne.matcher import png
 
-        return png_luma(data, scale)
+        return call(png)
     except Exception:
         _png_failed = True
         log.exception("the fast PNG decoder failed; decoding PNG with Pillow from now on")
         return None
 
 
+def _png_luma(data: bytes, scale: int) -> np.ndarray | None:
+    """``png.png_luma``, or None where it declines the file (or is out of service)."""
+    return _with_fast_png(lambda png: png.png_luma(data, scale))
+
+
 def warm_up() -> None:
     """Compile (or load from disk) the fast PNG kernel, so forked workers inherit it."""
-    global _png_failed
-    try:
-        from arachne.matcher import png
-
-        png.warm_up()
-    except Exception:
-        _png_failed = True
-        log.exception("the fast PNG decoder failed; decoding PNG with Pillow from now on")
+    _with_fast_png(lambda png: png.warm_up())
 
 
 def decode_rgb(

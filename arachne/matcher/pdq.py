@@ -45,15 +45,22 @@ def local_axis_weights(length: int, scale: int = 1) -> tuple[np.ndarray, np.ndar
     return _fold_local(*_local_weights(length), scale)
 
 
-def _fold_local(start: np.ndarray, local: np.ndarray, scale: int) -> tuple[np.ndarray, ...]:
+def _align(start: np.ndarray, local: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same rows shifted so each starts on a multiple of ``k``: returns ``first`` and
+    ``aligned`` (64, blocks * k) whose column j is pixel ``first * k + j``."""
+    shift = start % k
+    blocks = -(-(local.shape[1] + k - 1) // k)
+    aligned = np.zeros((64, blocks * k))
+    aligned[np.arange(64)[:, None], shift[:, None] + np.arange(local.shape[1])] = local
+    return (start - shift) // k, aligned
+
+
+def _fold_local(start: np.ndarray, local: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """Sum runs of ``scale`` full-resolution columns aligned to whole blocks (one
     downscaled pixel stands for them), as float32, frozen: cached and shared."""
     if scale > 1:
-        shift = start % scale
-        blocks = -(-(local.shape[1] + scale - 1) // scale)
-        aligned = np.zeros((64, blocks * scale))
-        aligned[np.arange(64)[:, None], shift[:, None] + np.arange(local.shape[1])] = local
-        start, local = start // scale, aligned.reshape(64, blocks, scale).sum(axis=2)
+        start, aligned = _align(start, local, scale)
+        local = aligned.reshape(64, -1, scale).sum(axis=2)
     local = local.astype(np.float32)
     for arr in (start, local):
         arr.setflags(write=False)
@@ -130,11 +137,8 @@ def upscaled_local_weights(
     start, local = _local_weights(size)
     # Align each row to a whole input pixel: column k of `rows` is output pixel
     # base * factor + k, so its phase is k % factor and its m is base + k // factor.
-    shift = start % factor
-    base = (start - shift) // factor
-    per_m = -(-(local.shape[1] + factor - 1) // factor)
-    rows = np.zeros((64, per_m * factor))
-    rows[np.arange(64)[:, None], shift[:, None] + np.arange(local.shape[1])] = local
+    base, rows = _align(start, local, factor)
+    per_m = rows.shape[1] // factor
     centres = (np.arange(size) + 0.5) / factor
     taps = (np.floor(centres - 2.5).astype(np.int64) + 1)[:, None] + np.arange(4)
     weights = np.where((taps >= 0) & (taps < length), _cubic(taps + 0.5 - centres[:, None]), 0.0)
