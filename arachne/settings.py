@@ -81,17 +81,77 @@ class Settings(BaseSettings):
     pdq_threshold: int = Field(31, ge=0, le=128)
     pdq_min_quality: int = Field(50, ge=0, le=100)
 
-    # notices
-    contacts_file: Path | None = Field(None, description="TOML: host or IP -> abuse email.")
+    # notices: who gets them (notices/contacts/)
+    contacts_file: Path | None = Field(
+        None, description="Operator overrides (TOML): host, parent domain or CIDR -> contact."
+    )
+    dns_servers: str | None = Field(
+        None, description="host:port,... for DNS lookups; unset means the system resolver."
+    )
+    dns_timeout: float = Field(5.0, gt=0)
+    rdap_bootstrap: str | None = Field(
+        None,
+        description="IANA RDAP bootstrap: a folder or file path, or a URL; unset means the "
+        "dated snapshot shipped in the package (`arachne contacts update` refreshes it).",
+    )
+    rdap_timeout: float = Field(10.0, gt=0)
+    rdap_max_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Larger answers refused.")
+    rdap_rate: float = Field(2.0, gt=0, description="Requests per second to one registry.")
+    rdap_cache_ttl: int = Field(
+        7 * 86400, ge=0, description="Seconds a network's RDAP answer is reused."
+    )
+    contact_retry_after: int = Field(
+        6 * 3600, ge=0, description="Seconds before a host without a contact is resolved again."
+    )
+    # notices: what they say (notices/render.py)
+    reporter_org: str | None = Field(
+        None, description="The hotline's name in every notice; required for real sends."
+    )
+    reporter_email: str | None = Field(
+        None, description="Where providers reply; defaults to smtp_from."
+    )
+    notice_language: str = Field("en", description="Default language of the text body.")
+    classification_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="List category -> XARF csam classification (baseline/A1/A2/B1/B2), "
+        "on top of the built-in table.",
+    )
+    classification_default: str = Field(
+        "baseline", description="XARF classification when a category is not in the table."
+    )
+    # notices: how they travel (notices/deliver.py)
+    notice_channel: str = Field("smtp", description="smtp | webhook | outbox")
+    outbox_dir: Path | None = Field(None, description="Folder of the outbox channel.")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
-    smtp_from: str = "arachne@localhost"
+    smtp_from: str = Field(
+        "arachne@hotline.invalid", description="Envelope and From address; required for sends."
+    )
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_starttls: bool = False
+    smtp_ssl: bool = Field(False, description="SMTP over TLS from the first byte (port 465).")
     smtp_timeout: float = 30.0
-    reporter_org: str = "Arachne hotline"
-    reporter_email: str = "reports@hotline.invalid"
+    webhook_url: str | None = None
+    webhook_secret: str | None = Field(None, description="HMAC-SHA256 key for the webhook.")
+    webhook_timeout: float = 30.0
+    demo_mode: bool = Field(
+        False, description="The demo's placeholder sender (.invalid) is accepted; never else."
+    )
+    # notices: until it is gone (notices/incidents.py, notices/recheck.py)
+    recheck_interval: int = Field(6 * 3600, ge=1, description="Seconds between re-checks.")
+    renotice_interval: int = Field(
+        86400, ge=1, description="Seconds between reminders while content is still up."
+    )
+    recheck_failures_removed: int = Field(
+        3, ge=1, description="Timeouts/5xx in a row before a URL counts as removed."
+    )
+    escalate_after: int = Field(
+        3, ge=1, description="Notices to one tier (provider, CDN/upstream) before the next."
+    )
+    notices_tick_interval: int = Field(
+        60, ge=1, description="Seconds between the workers' checks for due re-checks/reminders."
+    )
 
     # demo
     demo_photos_dir: Path | None = Field(

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -166,6 +167,8 @@ class Match(Base):
 
 
 class Host(Base):
+    """A host name serving matches, and who gets its notices (with how that was found)."""
+
     __tablename__ = "hosts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -176,9 +179,42 @@ class Host(Base):
     contact_source: Mapped[str] = mapped_column(String(32), default="none")
     is_cdn: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Added in 0003: the resolution behind abuse_email, kept as evidence.
+    country: Mapped[str | None] = mapped_column(String(2))
+    language: Mapped[str | None] = mapped_column(String(8))
+    network: Mapped[str | None] = mapped_column(String(64))
+    cdn: Mapped[str | None] = mapped_column(String(64))
+    contact_reason: Mapped[str | None] = mapped_column(Text)  # why there is no contact
+    contact_chain: Mapped[list[Any] | None] = mapped_column(JSON, default=list)
+    escalation: Mapped[list[Any] | None] = mapped_column(JSON, default=list)  # next recipients
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ContactCache(Base):
+    """RDAP answers by the network range (or domain) they cover, so an IP inside a cached
+    range costs no query. Ranges compare as fixed-width hex (32 digits) of the address."""
+
+    __tablename__ = "contact_cache"
+    __table_args__ = (
+        UniqueConstraint("kind", "key", name="uq_contact_cache_key"),
+        Index("ix_contact_cache_range", "kind", "version", "start_hex"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # ip | domain
+    key: Mapped[str] = mapped_column(String(255))  # CIDR / range text, or the domain
+    version: Mapped[int] = mapped_column(Integer, default=0)  # 4 | 6 | 0 for domains
+    start_hex: Mapped[str | None] = mapped_column(String(32))
+    end_hex: Mapped[str | None] = mapped_column(String(32))
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Notice(Base):
+    """One message to one recipient about a set of URLs on one host, in one cycle
+    (0 = first notice, 1.. = reminders). ``xarf`` holds one XARF report per URL."""
+
     __tablename__ = "notices"
     __table_args__ = (
         UniqueConstraint("host_id", "url_set_hash", "cycle", name="uq_notice_urls_cycle"),
@@ -193,7 +229,7 @@ class Notice(Base):
     cycle: Mapped[int] = mapped_column(Integer, default=0)
     recipient: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
-    xarf: Mapped[dict[str, Any]] = mapped_column(JSON)
+    xarf: Mapped[Any] = mapped_column(JSON)
     body: Mapped[str] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(String(16), default="smtp")
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -201,19 +237,91 @@ class Notice(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Added in 0003.
+    kind: Mapped[str] = mapped_column(String(16), default="notice")  # notice | reminder
+    tier: Mapped[int] = mapped_column(Integer, default=0)  # 0 provider, 1 CDN/upstream, ...
+    contact_source: Mapped[str | None] = mapped_column(String(32))
+    first_reference: Mapped[str | None] = mapped_column(String(64))  # reminders: the first
+    language: Mapped[str | None] = mapped_column(String(8))
+    response: Mapped[str | None] = mapped_column(Text)  # "250 ..." / "HTTP 202"
 
     host: Mapped[Host] = relationship()
 
 
+class Incident(Base):
+    """One matched URL over time: open -> noticed -> removed (or reappeared -> open).
+
+    Time to removal runs from the first accepted notice to the first re-check that showed
+    the content gone; its resolution is the re-check spacing.
+    """
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        UniqueConstraint("url_key", name="uq_incident_url"),
+        Index("ix_incident_due_check", "state", "next_check_at"),
+        Index("ix_incident_due_notice", "state", "next_notice_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), index=True
+    )
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"))
+    url_key: Mapped[str] = mapped_column(String(40))
+    url: Mapped[str] = mapped_column(Text)
+    page_url: Mapped[str | None] = mapped_column(Text)
+    sighting_id: Mapped[int | None] = mapped_column(ForeignKey("sightings.id", ondelete="SET NULL"))
+    entry_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)  # matched list entries
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    pdq: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    first_noticed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_reference: Mapped[str | None] = mapped_column(String(64))
+    last_noticed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    notices_sent: Mapped[int] = mapped_column(Integer, default=0)
+    next_notice_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # timeouts/5xx in a row
+    first_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    removal_reason: Mapped[str | None] = mapped_column(String(64))
+    removal_seconds: Mapped[float | None] = mapped_column(Float)
+    reappeared: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NoticeIncident(Base):
+    """Which notices covered which incidents."""
+
+    __tablename__ = "notice_incidents"
+
+    notice_id: Mapped[int] = mapped_column(
+        ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True
+    )
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
 class Recheck(Base):
+    """One re-check of an incident's URL: what came back and what it meant."""
+
     __tablename__ = "rechecks"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id", ondelete="CASCADE"))
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
     url: Mapped[str] = mapped_column(Text)
     checked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    outcome: Mapped[str] = mapped_column(String(16))  # removed | up | changed | error
+    # up | removed | unreachable (transient, not yet removed) | reappeared
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))  # http_404, nxdomain, changed, ...
     http_status: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditLog(Base):
