@@ -31,4 +31,25 @@ class CampaignExists(ArachneError):
 
 
 class DeliveryError(ArachneError):
-    """A notice could not be delivered (it stays pending and is retried)."""
+    """A notice could not be delivered (it stays pending and is retried).
+
+    ``transient`` says whether trying again later may succeed (SMTP 4xx, connection refused
+    or dropped, timeouts, HTTP 5xx/429) or not without a change (SMTP 5xx for the recipient,
+    HTTP 4xx, a malformed address). Defaults to True: the old behaviour, retry.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class XarfInvalid(ArachneError):
+    """A rendered XARF report failed the reference validator; nothing is sent."""
+
+    def __init__(self, message: str, errors: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+class BootstrapError(ArachneError):
+    """The RDAP bootstrap could not be refreshed (the previous snapshot is kept)."""

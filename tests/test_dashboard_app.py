@@ -266,6 +266,7 @@ async def test_api_campaigns_matches_notices(settings, store, live) -> None:
             await client.get("/api/campaigns/spring-sweep/matches?limit=1&offset=1")
         ).json()
         notices = await (await client.get("/api/campaigns/spring-sweep/notices")).json()
+        removal = await (await client.get("/api/campaigns/spring-sweep/removal")).json()
         bad = await client.get("/api/campaigns/spring-sweep/matches?limit=x")
         bad_body = await bad.json()
     assert listing["queue_depth"] == 3 and listing["live"] is True
@@ -288,6 +289,9 @@ async def test_api_campaigns_matches_notices(settings, store, live) -> None:
     assert by_ref["ARN-0001"]["recipient"] == "abuse@bad.example"
     assert by_ref["ARN-0001"]["sent_at"].startswith("2026-11-20T10:05")
     assert by_ref["ARN-0002"]["status"] == "pending" and by_ref["ARN-0002"]["urls"] == 1
+    assert "last_error" in by_ref["ARN-0002"] and by_ref["ARN-0001"]["kind"] == "notice"
+    # No incident has been re-checked in this store: figures are empty, not invented.
+    assert (removal["incidents"], removal["median_seconds"]) == (0, None)
     assert bad.status == 400 and bad_body == {"error": "limit must be an integer"}
 
 

@@ -31,6 +31,22 @@ def test_arachne_demo_json_runs_the_whole_pipeline(tmp_path: Path) -> None:
     assert summary["hosts_with_matches"] >= 3
     assert summary["smtp_messages_received"] == summary["hosts_with_matches"]
     assert summary["notices"]["sent"] == summary["hosts_with_matches"]
+    # Contacts came from the local RDAP server (RIPE-, ARIN-, APNIC-shaped), not overrides.
+    contacts = summary["contacts"]
+    assert {c["source"] for c in contacts.values()} == {"rdap"}
+    assert sorted(c["email"] for c in contacts.values()) == [
+        "abuse@hosting-a.example",
+        "abuse@hosting-b.example",
+        "abuse@hosting-c.example",
+    ]
+    # The loop: a third of the matched images taken down, one re-check, time to removal.
+    removal = summary["removal"]
+    matched = summary["ground_truth"]["matched"]
+    assert removal["taken_down"] == len(range(0, matched, 3))
+    assert removal["removed"] == removal["taken_down"]
+    assert removal["still_up"] == matched - removal["taken_down"]
+    assert set(removal["reasons"]) == {"http_404", "http_410", "changed"}
+    assert removal["median_seconds"] is not None and removal["median_seconds"] >= 0
     assert set(summary["errors"]["by_reason"]) == {
         "http_404",
         "not_an_image",

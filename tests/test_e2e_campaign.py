@@ -17,7 +17,6 @@ from sqlalchemy import LargeBinary, inspect, select
 
 from arachne.crawler.scope import Scope
 from arachne.demo.mailbox import Mailbox
-from arachne.demo.run import write_contacts
 from arachne.demo.site import DemoSiteThread, SiteManifest
 from arachne.notices.send import send_notices
 from arachne.queue.connection import redis_from_url, redis_url_for
@@ -160,12 +159,22 @@ def site() -> Any:
         yield manifest
 
 
+def write_contacts(path: Path, manifest: SiteManifest) -> None:
+    """An operator overrides file for the demo hosts: host -> abuse@hosting-<a+i>.example."""
+    lines = ["[hosts]"]
+    for i, host in enumerate(manifest.host_names):
+        lines.append(f'"{host}" = {{ email = "abuse@hosting-{chr(97 + i)}.example" }}')
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _settings(tmp_path: Path, mailbox: Mailbox, manifest: SiteManifest, **extra: Any) -> Settings:
     contacts = tmp_path / "contacts.toml"
     write_contacts(contacts, manifest)
     return Settings(
         data_dir=tmp_path / "data",
         contacts_file=contacts,
+        reporter_org="E2E Test Hotline",
+        smtp_from="notices@hotline.example",
         smtp_host="127.0.0.1",
         smtp_port=mailbox.port,
         fetch_timeout=10,

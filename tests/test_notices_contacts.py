@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -7,11 +8,14 @@ import pytest
 from arachne.errors import ConfigError
 from arachne.notices.contacts import (
     ChainResolver,
+    ChainStep,
     Contact,
     OverridesResolver,
     default_resolver,
     normalise_host,
+    registrable_domain,
 )
+from arachne.settings import Settings
 
 OVERRIDES = """
 [hosts]
@@ -21,6 +25,9 @@ OVERRIDES = """
 "Exact.Example.org" = "exact@example.org"
 "10.0.0.9" = "ip@example.org"
 "2001:db8::1" = "v6@example.org"
+"203.0.113.0/24" = { email = "net@example.net", country = "nl", language = "NL" }
+"203.0.113.128/25" = "half@example.net"
+"2001:db8:1::/48" = "v6net@example.net"
 """
 
 
@@ -37,12 +44,27 @@ def resolver(tmp_path: Path) -> OverridesResolver:
 
 def test_string_entry_matches_by_ip(resolver: OverridesResolver) -> None:
     contact = resolver.resolve("host-a.test", "127.0.0.2")
-    assert contact == Contact("abuse@host-a.example", "override", None, False)
+    assert replace(contact, chain=()) == Contact("abuse@host-a.example", "override", None, False)
+    (step,) = contact.chain
+    assert (step.source, step.query, step.outcome) == ("override", "127.0.0.2", "ok")
 
 
 def test_table_entry_matches_by_hostname(resolver: OverridesResolver) -> None:
     contact = resolver.resolve("images.example.org", None)
-    assert contact == Contact("abuse@example.org", "override", "Example Hosting", False)
+    assert replace(contact, chain=()) == Contact(
+        "abuse@example.org", "override", "Example Hosting", False
+    )
+
+
+def test_cidr_entries_longest_prefix_wins(resolver: OverridesResolver) -> None:
+    contact = resolver.resolve("shop.example.com", "203.0.113.7")
+    assert (contact.email, contact.country, contact.language) == ("net@example.net", "NL", "nl")
+    assert contact.network == "203.0.113.0/24"
+    assert resolver.resolve("shop.example.com", "203.0.113.200").email == "half@example.net"
+    assert resolver.resolve("[2001:db8:1::9]", None).email == "v6net@example.net"
+    assert resolver.resolve("shop.example.com", "203.0.114.1").email is None
+    # An exact host entry still wins over the network holding its IP.
+    assert resolver.resolve("images.example.org", "203.0.113.7").email == "abuse@example.org"
 
 
 def test_cdn_flag(resolver: OverridesResolver) -> None:
@@ -92,6 +114,10 @@ def test_normalise_host() -> None:
         ('[hosts]\n"a.example" = { email = "a@b.example", provider = 1 }', "provider"),
         ('[hosts]\n"A.example" = "a@b.example"\n"a.example" = "c@d.example"', "twice"),
         ('[hosts]\n"a.example" = "a@b.example"\n[extra]\nx = 1', "unknown top-level"),
+        ('[hosts]\n"203.0.113.0/33" = "a@b.example"', "not a CIDR"),
+        ('[hosts]\n"10.0.0.0/8" = "a@b.example"\n"10.0.0.1/8" = "c@d.example"', "twice"),
+        ('[hosts]\n"a.example" = { email = "a@b.example", country = "NLD" }', "country"),
+        ('[hosts]\n"a.example" = { email = "a@b.example", language = 7 }', "language"),
     ],
 )
 def test_malformed_file_is_a_config_error_naming_the_file(
@@ -134,7 +160,59 @@ def test_chain_without_email_is_no_contact_but_keeps_what_it_learned() -> None:
     assert ChainResolver([]).resolve("h.example", None) == Contact(None, "none")
 
 
-def test_default_resolver(tmp_path: Path) -> None:
-    assert default_resolver(None).resolve("images.example.org", None).email is None
-    chain = default_resolver(write(tmp_path, OVERRIDES))
-    assert chain.resolve("images.example.org", None).email == "abuse@example.org"
+def test_chain_keeps_every_resolvers_steps() -> None:
+    miss = ChainStep("override", "h.example", "no_match")
+    hit = ChainStep("rdap-ip", "http://rdap.example/ip/192.0.2.1", "ok", entity="AB1")
+    chain = ChainResolver(
+        [
+            Fixed(Contact(None, "none", chain=(miss,))),
+            Fixed(Contact("a@x.example", "rdap", chain=(hit,))),
+        ]
+    )
+    assert chain.resolve("h.example", None).chain == (miss, hit)
+
+
+def test_contact_json_round_trip() -> None:
+    step = ChainStep("rdap-ip", "http://rdap.example/ip/192.0.2.1", "ok", "net", "AB1", "t")
+    registrar = Contact("r@registrar.example", "registrar", "Registrar")
+    contact = Contact(
+        "a@x.example",
+        "cdn",
+        "Edge",
+        True,
+        "NL",
+        "nl",
+        "192.0.2.0/24",
+        "fastly",
+        (registrar,),
+        (step,),
+    )
+    data = contact.as_json()
+    assert data["escalation"][0]["email"] == "r@registrar.example"
+    assert data["chain"][0]["entity"] == "AB1"
+    assert Contact.from_json(data) == contact
+
+
+def test_registrable_domain() -> None:
+    assert registrable_domain("a.b.Example.ORG.") == "example.org"
+    assert registrable_domain("img.shop.example.co.uk") == "example.co.uk"
+    assert registrable_domain("co.uk") == "co.uk"
+    assert registrable_domain("192.0.2.1") is None and registrable_domain("localhost") is None
+
+
+def test_default_resolver_overrides_win_without_any_lookup(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        contacts_file=write(tmp_path, OVERRIDES),
+        rdap_bootstrap=str(tmp_path / "no-such-bootstrap"),  # would fail if it were read
+        dns_servers="127.0.0.1:9",
+    )
+    resolver = default_resolver(settings)
+    assert resolver.resolve("images.example.org", None).email == "abuse@example.org"
+    assert resolver.resolve("shop.example.com", "203.0.113.9").email == "net@example.net"
+
+
+def test_default_resolver_bad_contacts_file_fails_at_once(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, contacts_file=write(tmp_path, '[hosts]\n"a" = '))
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        default_resolver(settings)

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xarf
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import func, select
 
-from arachne.errors import ConfigError, DeliveryError, UnknownCampaign
+from arachne.errors import ConfigError, UnknownCampaign
 from arachne.notices.contacts import OverridesResolver
 from arachne.notices.deliver import OutboxNotifier, SmtpNotifier
-from arachne.notices.render import NoticeDraft, NoticeItem, render
 from arachne.notices.send import notice_reference, send_notices
 from arachne.settings import Settings
 from arachne.store.db import Store
@@ -274,17 +273,15 @@ def test_one_message_per_host_with_its_urls(
         assert rows[host][0].reference in msg["Message-ID"]
         assert rows[host][0].reference in msg["Subject"]
         assert msg["Reply-To"] == "reports@hotline.example"
-        # Only the text body and the XARF JSON: never media.
+        # Only the text body and one XARF report per URL: never media.
         parts = [p.get_content_type() for p in msg.walk() if not p.is_multipart()]
-        assert parts == ["text/plain", "application/json"]
-        assert [a.get_filename() for a in attachments] == ["xarf.json"]
-        xarf = json.loads(attachments[0].get_content())
-        assert {u["Url"] for u in xarf["Report"]["URLs"]} == EXPECTED[host]
-        assert (xarf["category"], xarf["type"]) == ("content", "csam")
-        assert xarf["Report"]["ReportType"] == "csam"
-        assert xarf["Report"]["SourceIdentifier"] == host
-        assert xarf["ReporterInfo"]["ReporterOrgEmail"] == "reports@hotline.example"
-        assert xarf == rows[host][0].xarf
+        assert parts == ["text/plain"] + ["application/json"] * len(EXPECTED[host])
+        reports = [json.loads(a.get_content()) for a in attachments]
+        assert {r["url"] for r in reports} == EXPECTED[host]
+        assert {(r["category"], r["type"]) for r in reports} == {("content", "csam")}
+        assert {r["reporter"]["contact"] for r in reports} == {"reports@hotline.example"}
+        assert all(xarf.parse(r).errors == [] for r in reports)
+        assert reports == sorted(rows[host][0].xarf, key=lambda r: r["url"])
 
     assert not any(b"\xff\xd8\xff" in e.content or b"\x89PNG" in e.content for e in sink.envelopes)
     assert set(rows) == {A, B, C}  # clean.test had no matches: no notice
@@ -343,9 +340,7 @@ def test_new_match_later_gives_one_notice_with_only_the_new_url(
     assert msg["To"] == "abuse@host-a.example"
     body, attachments = body_and_attachments(msg)
     assert listed_urls(body) == {new_url}
-    assert [u["Url"] for u in json.loads(attachments[0].get_content())["Report"]["URLs"]] == [
-        new_url
-    ]
+    assert [json.loads(a.get_content())["url"] for a in attachments] == [new_url]
     rows = notices(store)[A]
     assert [n.urls for n in rows] == [sorted(EXPECTED[A]), [new_url]]
     assert rows[0].reference != rows[1].reference
@@ -359,7 +354,7 @@ def test_smtp_failure_is_recorded_and_retried_on_the_same_row(
     first = send(store, settings, closed)
     assert (first.sent, first.failed, first.no_contact) == (0, 2, 1)
     rows = notices(store)
-    assert rows[A][0].status == "failed"
+    assert rows[A][0].status == "queued"  # the server is down: retried, not given up
     assert rows[A][0].attempts == 1
     assert f"127.0.0.1:{closed}" in (rows[A][0].last_error or "")
     assert rows[A][0].sent_at is None
@@ -378,7 +373,7 @@ def test_smtp_failure_is_recorded_and_retried_on_the_same_row(
     assert (after[A][0].status, after[A][0].attempts, after[A][0].last_error) == ("sent", 3, None)
     with store.session() as session:
         failed = session.scalar(
-            select(func.count()).select_from(AuditLog).where(AuditLog.action == "notice.failed")
+            select(func.count()).select_from(AuditLog).where(AuditLog.action == "notice.queued")
         )
     assert failed == 4
 
@@ -410,12 +405,12 @@ class Crashing:
         raise RuntimeError("killed")
 
 
-@pytest.mark.parametrize("first_outcome", ["failed", "pending"])
+@pytest.mark.parametrize("first_outcome", ["queued", "pending"])
 def test_unsent_notice_is_superseded_by_a_larger_one(
     store: Store, settings: Settings, world: World, smtp: tuple[Sink, int], first_outcome: str
 ) -> None:
     sink, port = smtp
-    if first_outcome == "failed":
+    if first_outcome == "queued":
         send(store, settings, free_port())
     else:
         with pytest.raises(RuntimeError):
@@ -439,7 +434,7 @@ def test_unsent_notice_with_other_urls_is_not_superseded(
     send(store, settings, port)
     rows = notices(store)[A]
     assert [(n.status, n.urls) for n in rows] == [
-        ("failed", [f"http://{A}/img/other-campaign.jpg"]),
+        ("queued", [f"http://{A}/img/other-campaign.jpg"]),
         ("sent", sorted(EXPECTED[A])),
     ]
 
@@ -487,101 +482,13 @@ def test_unknown_campaign(store: Store, settings: Settings, smtp: tuple[Sink, in
         send(store, settings, smtp[1])
 
 
-# -- delivery channels on their own ---------------------------------------------------
-
-
-def rendered_notice(reference: str = "ARN-0123456789ab") -> Any:
-    item = NoticeItem(
-        url="http://host-a.test/1.jpg",
-        page_url=None,
-        sha256="a" * 64,
-        md5="b" * 32,
-        pdq=None,
-        match_kind="exact",
-        list_names=("demo-list",),
-        detected_at=T0,
-    )
-    draft = NoticeDraft(reference, "host-a.test", "abuse@host-a.example", (item,), "H", "r@h.ex")
-    return render(draft)
-
-
-def test_smtp_starttls_not_offered_is_a_delivery_error(smtp: tuple[Sink, int]) -> None:
-    sink, port = smtp
-    notifier = SmtpNotifier("127.0.0.1", port, "n@h.example", starttls=True, timeout=5)
-    with pytest.raises(DeliveryError, match="STARTTLS|starttls"):
-        notifier.deliver(rendered_notice(), "abuse@host-a.example")
-    assert sink.envelopes == []  # never falls back to sending in the clear
-
-
-@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
-def test_smtp_login() -> None:
-    seen: list[tuple[bytes, bytes]] = []
-
-    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
-        assert isinstance(data, LoginPassword)
-        seen.append((data.login, data.password))
-        # handled=False: aiosmtpd sends the 535 reply itself.
-        return AuthResult(success=data.password == b"s3cret", handled=False)
-
-    sink, port = Sink(), free_port()
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=authenticator,
-        auth_require_tls=False,
-        auth_required=True,
-    )
-    controller.start()
-    try:
-        good = SmtpNotifier("127.0.0.1", port, "n@h.example", user="u", password="s3cret")
-        good.deliver(rendered_notice(), "abuse@host-a.example")
-        bad = SmtpNotifier("127.0.0.1", port, "n@h.example", user="u", password="wrong")
-        with pytest.raises(DeliveryError):
-            bad.deliver(rendered_notice(), "abuse@host-a.example")
-    finally:
-        controller.stop()
-    assert len(sink.envelopes) == 1
-    assert seen[0] == (b"u", b"s3cret")
-
-
-def test_smtp_refuses_header_injection_in_recipient(smtp: tuple[Sink, int]) -> None:
-    sink, port = smtp
-    with pytest.raises(DeliveryError):
-        smtp_notifier(port).deliver(rendered_notice(), "a@b.example\r\nBcc: x@y.example")
-    assert sink.envelopes == []
-
-
-def test_outbox_writes_one_json_per_notice(tmp_path: Path) -> None:
-    outbox = OutboxNotifier(tmp_path / "outbox")
-    rendered = rendered_notice()
-    outbox.deliver(rendered, "abuse@host-a.example")
-    outbox.deliver(rendered, "abuse@host-a.example")  # a retry replaces, never duplicates
-    outbox.deliver(rendered_notice("ARN-ffffffffffff"), "abuse@host-a.example")
-    files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
-    assert files == ["ARN-0123456789ab.json", "ARN-ffffffffffff.json"]
-    record = json.loads((tmp_path / "outbox" / "ARN-0123456789ab.json").read_text())
-    assert set(record) == {"reference", "recipient", "subject", "body", "xarf", "written_at"}
-    assert record["recipient"] == "abuse@host-a.example"
-    assert record["xarf"] == rendered.xarf
-    assert record["body"] == rendered.body_text
-
-
-def test_outbox_as_the_send_channel(store: Store, settings: Settings, world: World) -> None:
+def test_outbox_is_a_preview(store: Store, settings: Settings, world: World) -> None:
     outbox = OutboxNotifier(Path(settings.data_dir) / "outbox")
     report = send_notices(store, settings, "test", notifier=outbox, now=T0 + timedelta(hours=1))
-    assert report.sent == 2
-    rows = notices(store)
-    assert rows[A][0].channel == "outbox"
+    assert report.sent == 3  # previewed, including the host without a contact
+    assert notices(store) == {}  # a preview marks nothing as sent
     names = {p.stem for p in (Path(settings.data_dir) / "outbox").iterdir()}
-    assert names == {rows[A][0].reference, rows[B][0].reference}
-
-
-def test_unwritable_outbox_is_a_delivery_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    with pytest.raises(DeliveryError, match="outbox"):
-        OutboxNotifier(blocker).deliver(rendered_notice(), "abuse@host-a.example")
+    assert names == {notice_reference(h, sorted(urls), 0) for h, urls in EXPECTED.items()}
 
 
 def test_resolver_can_be_passed_in(

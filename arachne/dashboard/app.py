@@ -53,6 +53,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/campaigns/{name}/stats", views.api_stats, name="api_stats")
     app.router.add_get("/api/campaigns/{name}/matches", views.api_matches, name="api_matches")
     app.router.add_get("/api/campaigns/{name}/notices", views.api_notices, name="api_notices")
+    app.router.add_get("/api/campaigns/{name}/removal", views.api_removal, name="api_removal")
     app.router.add_get("/metrics", views.metrics, name="metrics")
 
 

@@ -25,11 +25,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arachne.errors import ConfigError, UnknownCampaign
+from arachne.notices.listing import notice_list
+from arachne.notices.stats import removal_stats
 from arachne.queue.connection import image_queues, redis_from_settings
 from arachne.queue.stats import Stats, errors_by_reason
 from arachne.settings import Settings
 from arachne.store.db import Store
-from arachne.store.models import Campaign, HashEntry, HashList, Host, Match, Notice, Sighting
+from arachne.store.models import Campaign, HashEntry, HashList, Match, Sighting
 from arachne.store.summary import campaign_summary, get_campaign
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,8 @@ def read_campaign(store: Store, live: LiveSource, name: str) -> dict[str, Any]:
         counters = figures.counters.get(name) if figures else None
         summary = campaign_summary(session, name, counters)
         matches, total = _matches(session, campaign.id, PAGE_MATCHES, 0)
-        notices = _notices(session, campaign.id)
+        notices = _notices(session, name)
+        removal = removal_stats(session, live.settings, name)
     # Same fallback as campaign_summary: an empty live hash means the snapshot stands in.
     counted = counters or dict(campaign.stats or {})
     return {
@@ -139,6 +142,7 @@ def read_campaign(store: Store, live: LiveSource, name: str) -> dict[str, Any]:
         "matches": matches,
         "matches_total": total,
         "notices": notices,
+        "removal": removal,
     }
 
 
@@ -151,8 +155,14 @@ def read_matches(store: Store, name: str, limit: int, offset: int) -> dict[str, 
 
 def read_notices(store: Store, name: str) -> dict[str, Any]:
     with store.session() as session:
-        campaign = get_campaign(session, name)
-        return {"campaign": name, "notices": _notices(session, campaign.id)}
+        get_campaign(session, name)
+        return {"campaign": name, "notices": _notices(session, name)}
+
+
+def read_removal(store: Store, settings: Settings, name: str) -> dict[str, Any]:
+    """Time to removal for the campaign: median, p90, % within 24 h, per provider/country."""
+    with store.session() as session:
+        return removal_stats(session, settings, name)
 
 
 def _matches(
@@ -190,28 +200,9 @@ def _matches(
     return rows, int(total or 0)
 
 
-def _notices(session: Session, campaign_id: int) -> list[dict[str, Any]]:
-    stmt = (
-        select(Notice, Host.hostname)
-        .join(Host, Host.id == Notice.host_id)
-        .where(Notice.campaign_id == campaign_id)
-        .order_by(Notice.created_at.desc(), Notice.id.desc())
-    )
-    return [
-        {
-            "reference": notice.reference,
-            "host": hostname,
-            "recipient": notice.recipient,
-            "status": notice.status,
-            "channel": notice.channel,
-            "urls": len(notice.urls or []),
-            "cycle": notice.cycle,
-            "attempts": notice.attempts,
-            "created_at": _iso(notice.created_at),
-            "sent_at": _iso(notice.sent_at),
-        }
-        for notice, hostname in session.execute(stmt).all()
-    ]
+def _notices(session: Session, campaign_name: str) -> list[dict[str, Any]]:
+    """Newest first, with each notice's state and last error (notices.listing)."""
+    return list(reversed(notice_list(session, campaign_name)))
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -318,6 +309,7 @@ async def api_stats(request: web.Request) -> web.Response:
             **data["summary"],
             "queue_depth": data["queue_depth"],
             "live_available": data["live"],
+            "removal": data["removal"],
             "live": data["counters"],
             "errors_by_reason": data["errors_by_reason"],
         }
@@ -333,6 +325,11 @@ async def api_matches(request: web.Request) -> web.Response:
 
 async def api_notices(request: web.Request) -> web.Response:
     return json_response(await _read(request, read_notices, request.match_info["name"]))
+
+
+async def api_removal(request: web.Request) -> web.Response:
+    settings = request.app[LIVE].settings
+    return json_response(await _read(request, read_removal, settings, request.match_info["name"]))
 
 
 async def metrics(request: web.Request) -> web.Response:

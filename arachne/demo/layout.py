@@ -70,6 +70,9 @@ class HostContent:
     pages: dict[str, str] = field(default_factory=dict)  # path -> HTML
     resources: dict[str, Resource] = field(default_factory=dict)  # path -> image
     trap: bool = False  # serves the endless /calendar/ pages
+    # path -> how a taken-down image answers now (see site.TAKEDOWN_MODES): lets tests and
+    # the demo show re-checks finding content removed, replaced or erroring.
+    takedowns: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """`arachne demo`: the whole pipeline against the benign demo site, on one machine.
 
 Embedded Valkey + SQLite under ``<data-dir>/demo``, the demo site on 127.0.0.2-4, a
-local SMTP server, a demo known-hash list, a campaign crawled by 2 workers, notices,
-and a check of the matched URL set against the site's ground truth.
+local SMTP server and a local RDAP server (RIPE-, ARIN- and APNIC-shaped answers for the
+three hosts, reached through a bootstrap file like IANA's), a demo known-hash list, a
+campaign crawled by 2 workers, notices to the contacts RDAP names, a check of the matched
+URL set against the site's ground truth, then some matched images taken down on the site,
+one re-check, and the time to removal.
 """
 
 from __future__ import annotations
@@ -11,17 +14,23 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import select
 
 import arachne
 from arachne.crawler.scope import Scope
 from arachne.demo.mailbox import Mailbox, free_port
-from arachne.demo.site import DemoSiteThread, SiteManifest
+from arachne.demo.rdap import RdapData, RdapServerThread, write_bootstrap
+from arachne.demo.rdap_shapes import demo_networks
+from arachne.demo.site import DemoSite, DemoSiteThread, SiteManifest
 from arachne.errors import ConfigError
+from arachne.notices.recheck import recheck_incidents
 from arachne.notices.send import send_notices
+from arachne.notices.stats import removal_stats
 from arachne.queue import keys
 from arachne.queue.connection import redis_from_url, redis_url_for
 from arachne.queue.stats import Stats
@@ -31,6 +40,7 @@ from arachne.settings import Settings
 from arachne.store.campaigns import create_campaign, delete_campaign
 from arachne.store.db import Store
 from arachne.store.hashlists import import_list
+from arachne.store.models import Host
 from arachne.store.summary import campaign_matches, campaign_summary
 
 CAMPAIGN = "demo"
@@ -53,17 +63,22 @@ def find_photos(settings: Settings) -> Path:
     )
 
 
-def demo_settings(settings: Settings, smtp_port: int, contacts: Path) -> Settings:
+def demo_settings(settings: Settings, smtp_port: int, bootstrap: Path) -> Settings:
     demo_dir = settings.data_dir / "demo"
     return settings.model_copy(
         update={
             "data_dir": demo_dir,
-            "contacts_file": contacts,
+            "contacts_file": None,  # contacts come from (local) RDAP, as in production
+            "rdap_bootstrap": str(bootstrap),
             "smtp_host": "127.0.0.1",
             "smtp_port": smtp_port,
             "smtp_starttls": False,
+            "smtp_ssl": False,
             "smtp_user": None,
             "smtp_password": None,
+            "notice_channel": "smtp",
+            "reporter_org": settings.reporter_org or "Arachne demo hotline",
+            "demo_mode": True,  # the placeholder .invalid sender is fine here, never else
             "fetch_timeout": min(settings.fetch_timeout, 10.0),
             "batch_size": min(settings.batch_size, 100),
             "workers": 2,
@@ -72,14 +87,17 @@ def demo_settings(settings: Settings, smtp_port: int, contacts: Path) -> Setting
     )
 
 
-def write_contacts(path: Path, manifest: SiteManifest) -> None:
-    lines = ["# Demo abuse contacts: host or IP -> email (operator overrides file)", "[hosts]"]
-    for i, host in enumerate(manifest.host_names):
-        lines.append(
-            f'"{host}" = {{ email = "abuse@hosting-{chr(97 + i)}.example", '
-            f'provider = "Demo Hosting {chr(65 + i)}" }}'
-        )
-    path.write_text("\n".join(lines) + "\n")
+TAKEDOWN_CYCLE = ("404", "410", "changed")
+"""How the demo's taken-down images answer, in turn: gone, gone for good, replaced."""
+
+
+def take_some_down(site: DemoSite, matched: list[str]) -> dict[str, str]:
+    """Every third matched URL is removed on the site, in the three ways a host removes."""
+    chosen = sorted(matched)[::3]
+    modes = {url: TAKEDOWN_CYCLE[i % len(TAKEDOWN_CYCLE)] for i, url in enumerate(chosen)}
+    for url, mode in modes.items():
+        site.take_down(url, mode)
+    return modes
 
 
 def verify(manifest: SiteManifest, matched: list[dict[str, Any]]) -> dict[str, Any]:
@@ -108,14 +126,17 @@ def run_demo(
     say = (lambda *_a, **_k: None) if quiet else (lambda m: click.echo(m, err=True))
 
     say(f"demo: building the benign demo site from {photos} ...")
-    with Mailbox() as mailbox, DemoSiteThread(photos) as manifest:
+    site_thread = DemoSiteThread(photos)
+    rdap_data = RdapData()  # filled once the site's hosts are known
+    with Mailbox() as mailbox, site_thread as manifest, RdapServerThread(rdap_data) as rdap_server:
         say(
             f"demo: site up on {', '.join(manifest.hosts)}: {len(manifest.pages)} pages, "
             f"{len(manifest.image_urls)} image URLs, seed {manifest.seed_url}"
         )
-        contacts = demo_dir / "contacts.toml"
-        write_contacts(contacts, manifest)
-        s = demo_settings(settings, mailbox.port, contacts)
+        rdap_data.networks.update(demo_networks(manifest.host_names))
+        bootstrap = write_bootstrap(demo_dir / "rdap-bootstrap", rdap_server.url)
+        say(f"demo: local RDAP server at {rdap_server.url} (bootstrap {bootstrap})")
+        s = demo_settings(settings, mailbox.port, bootstrap)
         list_file = demo_dir / "known-list.txt"  # hashes of benign photos, never images
         list_file.write_text(manifest.known_list_text)
         store = Store.open(s)
@@ -164,6 +185,22 @@ def run_demo(
                 say("")
                 sent = send_notices(store, s, CAMPAIGN)
                 with store.session() as session:
+                    matched_urls = [m["url"] for m in campaign_matches(session, CAMPAIGN)]
+                taken = take_some_down(site_thread.site, matched_urls)
+                say(f"demo: {len(taken)} matched images taken down on the site; re-checking ...")
+                rechecked = recheck_incidents(store, s, CAMPAIGN, due_only=False)
+                with store.session() as session:
+                    removal = removal_stats(session, s, CAMPAIGN)
+                    contacts = {
+                        h.hostname: {
+                            "email": h.abuse_email,
+                            "source": h.contact_source,
+                            "provider": h.provider,
+                            "country": h.country,
+                        }
+                        for h in session.scalars(select(Host).order_by(Host.hostname))
+                    }
+                with store.session() as session:
                     summary = {
                         **summary,
                         **campaign_summary(session, CAMPAIGN, Stats(redis, CAMPAIGN).get_all()),
@@ -175,7 +212,20 @@ def run_demo(
                     "no_contact": sent.no_contact,
                     "failed": sent.failed,
                 }
+                summary["contacts"] = contacts
                 summary["smtp_messages_received"] = len(mailbox.messages)
+                summary["removal"] = {
+                    "taken_down": len(taken),
+                    "rechecked": rechecked.checked,
+                    "removed": removal["removed"],
+                    "still_up": removal["still_up"],
+                    "median_seconds": removal["median_seconds"],
+                    "p90_seconds": removal["p90_seconds"],
+                    "pct_within_24h": removal["pct_within_24h"],
+                    "reasons": dict(
+                        Counter(r["reason"] for r in rechecked.results if r["outcome"] == "removed")
+                    ),
+                }
                 summary["ground_truth"] = verify(manifest, matched)
                 summary["dashboard_url"] = dashboard_url
                 summary["data_dir"] = str(s.data_dir)
@@ -191,6 +241,19 @@ def run_demo(
                     )
                     click.echo(
                         f"notices received by the local SMTP server: {len(mailbox.messages)}"
+                    )
+                    for host, c in contacts.items():
+                        click.echo(
+                            f"  {host}: {c['email'] or 'no contact'} ({c['provider']}, "
+                            f"{c['country']}, from {c['source']})"
+                        )
+                    rm = summary["removal"]
+                    median = rm["median_seconds"]
+                    click.echo(
+                        f"re-check after taking {rm['taken_down']} images down: "
+                        f"{rm['removed']} removed, {rm['still_up']} still up; time to removal "
+                        f"median {median if median is None else f'{median:.1f} s'} "
+                        f"(reasons: {rm['reasons']})"
                     )
                     click.echo(
                         f"dashboard: {dashboard_url} (up while the demo runs; afterwards: "

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import io
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
+from PIL import Image
 
 from arachne.demo import images
 from arachne.demo.layout import HostContent, Layout, build_layout, check_capacity
@@ -67,8 +71,36 @@ async def calendar(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="text/html")
 
 
+TAKEDOWN_MODES = ("404", "410", "451", "500", "403", "changed", "html", "slow", "up")
+"""How a taken-down image answers: an HTTP status; ``changed``: a different (benign, plain
+grey) picture; ``html``: a soft 404 page with status 200; ``slow``: no answer for 60 s;
+``up``: served again (reappeared)."""
+
+
+@functools.cache
+def _placeholder_png() -> bytes:
+    # The kind of "image removed" picture hosts put in place of content: flat, matches nothing.
+    buf = io.BytesIO()
+    Image.new("RGB", (320, 240), (200, 200, 200)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+async def _taken_down(mode: str) -> web.Response:
+    if mode == "changed":
+        return web.Response(body=_placeholder_png(), headers={"Content-Type": "image/png"})
+    if mode == "html":
+        return web.Response(text="<html><body>Not found</body></html>", content_type="text/html")
+    if mode == "slow":
+        await asyncio.sleep(60)
+        raise web.HTTPGatewayTimeout()
+    return web.Response(status=int(mode), text=f"{mode}\n")
+
+
 async def content(request: web.Request) -> web.Response:
     host = request.app[CONTENT]
+    mode = host.takedowns.get(request.path)
+    if mode is not None and mode != "up":
+        return await _taken_down(mode)
     page = host.pages.get(request.path)
     if page is not None:
         return web.Response(text=page, content_type="text/html")
@@ -116,6 +148,7 @@ class DemoSite:
         self.known_count = known_count
         self.manifest: SiteManifest | None = None
         self._runners: list[web.AppRunner] = []
+        self._hosts: dict[str, HostContent] = {}  # base URL -> its content
 
     async def start(self) -> SiteManifest:
         hosts = [HostContent() for _ in self.host_ips]
@@ -137,8 +170,9 @@ class DemoSite:
         except BaseException:
             await self.stop()
             raise
-        for host, built in zip(hosts, layout.hosts, strict=True):
+        for base, host, built in zip(bases, hosts, layout.hosts, strict=True):
             host.pages, host.resources, host.trap = built.pages, built.resources, built.trap
+            self._hosts[base] = host
         self.manifest = SiteManifest(
             seed_url=layout.pages[0],
             hosts=bases,
@@ -153,6 +187,17 @@ class DemoSite:
             trap_url=layout.trap_url,
         )
         return self.manifest
+
+    def take_down(self, url: str, mode: str = "404") -> None:
+        """Make one URL of the site answer as if its content was removed (``mode`` from
+        TAKEDOWN_MODES; ``up`` serves it again). Safe from any thread: one dict write."""
+        if mode not in TAKEDOWN_MODES:
+            raise ValueError(f"unknown take-down mode {mode!r} (one of {TAKEDOWN_MODES})")
+        split = urlsplit(url)
+        host = self._hosts.get(f"{split.scheme}://{split.netloc}")
+        if host is None:
+            raise ValueError(f"{url} is not on this demo site")
+        host.takedowns[split.path] = mode
 
     def _build(self, bases: list[str]) -> Layout:
         catalogue = images.build_catalogue(self.photos_dir, self.known_count, self.seed)

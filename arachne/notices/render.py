@@ -1,31 +1,53 @@
-"""Render one notice for one host: XARF v4 JSON plus a readable text body.
+"""Render one notice: a readable text body (English or Dutch) plus one XARF v4 report per URL.
 
 Input is plain data (frozen dataclasses), so rendering needs no database and tests can call
-it directly. A notice carries URLs, hashes and times, never image content.
+it directly. A notice carries URLs, hashes and times, never image content. Every XARF
+report is validated as it is built (``xarf_report``): render raises XarfInvalid rather
+than return something a receiver's parser would refuse.
+
+Language: ``draft.language`` (a per-contact override) wins; otherwise Dutch for providers
+in Dutch-speaking countries (``DUTCH_COUNTRIES``), English for other known countries, and
+the configured default (``settings.notice_language``) when the country is unknown. A
+language without templates falls back to English.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from arachne import __version__
+from arachne.errors import XarfInvalid
+from arachne.notices.classify import Classifier
+from arachne.notices.sender import SenderIdentity, sender_identity
+from arachne.notices.xarf_report import XARF_VERSION, build_report, iso_utc, xarf_url
+
+if TYPE_CHECKING:
+    from arachne.settings import Settings
+
+__all__ = [
+    "XARF_VERSION",
+    "NoticeDraft",
+    "NoticeItem",
+    "RenderedNotice",
+    "SenderIdentity",
+    "choose_language",
+    "iso_utc",
+    "render",
+    "sender_identity",
+]
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-XARF_VERSION = "4.0.0"
-# XARF's report_id is a UUID; deriving it from the reference keeps re-renders identical.
-_REPORT_NS = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/arachne/notices")
-# The classifications XARF's content/csam type knows; anything else is left out.
-XARF_CLASSIFICATIONS = frozenset({"baseline", "A1", "A2", "B1", "B2"})
+LANGUAGES = ("en", "nl")
+"""Languages with templates (body.<lang>.txt.j2, subject.<lang>.txt.j2)."""
+DUTCH_COUNTRIES = frozenset({"NL", "BE", "SR", "AW", "CW", "SX", "BQ"})
+"""Provider countries (RDAP, ISO 3166-1) whose notices are written in Dutch."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +63,9 @@ class NoticeItem:
     list_names: tuple[str, ...]
     detected_at: datetime
     first_seen_at: datetime | None = None
-    classification: str | None = None  # from the hash entry's category, when XARF knows it
+    categories: tuple[str, ...] = ()  # the matched entries' raw list categories
+    last_checked_at: datetime | None = None  # last re-check that found it still up
+    sha1: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,9 +76,16 @@ class NoticeDraft:
     items: tuple[NoticeItem, ...]
     reporter_org: str
     reporter_email: str
-    cycle: int = 0
+    cycle: int = 0  # 0 = first notice, n = n-th reminder
     ip: str | None = None
     provider: str | None = None
+    country: str | None = None  # the recipient's country (RDAP), picks the language
+    language: str | None = None  # explicit per-contact override
+    first_reference: str | None = None  # reminders: the first notice's reference
+    first_sent_at: datetime | None = None  # reminders: when the first notice went out
+    tier: int = 0  # 0 = the host's own contact; >0 = escalated (CDN, upstream, registrar)
+    about_host_provider: str | None = None  # escalations: whom the content is actually on
+    recipient_source: str | None = None  # override | rdap | cdn | registrar
 
 
 @dataclass(frozen=True)
@@ -62,18 +93,26 @@ class RenderedNotice:
     reference: str
     subject: str
     body_text: str
-    xarf: dict[str, Any] = field(hash=False)
+    xarf_reports: tuple[dict[str, Any], ...] = field(hash=False)
+    language: str
+    first_reference: str | None = None  # reminders thread onto the first notice (SMTP)
 
     def xarf_json(self) -> str:
-        """The attachment / outbox text: stable key order, UTF-8."""
-        return json.dumps(self.xarf, indent=2, ensure_ascii=False)
+        """All reports as one JSON array (outbox, webhook, storage)."""
+        return json.dumps(list(self.xarf_reports), indent=2, ensure_ascii=False)
 
 
-def iso_utc(when: datetime) -> str:
-    """ISO-8601 in UTC with a Z; naive datetimes (SQLite hands those back) are UTC."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def choose_language(country: str | None, override: str | None = None, default: str = "en") -> str:
+    def base(tag: str | None) -> str | None:
+        return tag.strip().replace("_", "-").split("-")[0].lower() if tag else None
+
+    if override and override.strip():
+        lang = base(override)
+        return lang if lang in LANGUAGES else "en"
+    if country and country.strip():
+        return "nl" if country.strip().upper() in DUTCH_COUNTRIES else "en"
+    lang = base(default)
+    return lang if lang in LANGUAGES else "en"
 
 
 @cache
@@ -88,148 +127,105 @@ def _env() -> Environment:
     )
 
 
-def render(draft: NoticeDraft) -> RenderedNotice:
+def render(
+    draft: NoticeDraft,
+    *,
+    classifier: Classifier | None = None,
+    settings: Settings | None = None,
+) -> RenderedNotice:
+    """Text + XARF reports for the draft; XarfInvalid if a report would be invalid.
+
+    ``classifier`` maps list categories to XARF classifications; without one it is built
+    from ``settings`` (ConfigError for bad values), else the built-in table is used.
+    ``settings`` also gives the default language for recipients of unknown country.
+    """
     if not draft.items:
         raise ValueError(f"notice {draft.reference}: no URLs to report")
+    if classifier is None:
+        classifier = Classifier.from_settings(settings) if settings else Classifier()
     items = sorted(draft.items, key=lambda i: i.url)
-    detected = min(i.detected_at for i in items)
-    context = {
+    language = choose_language(
+        draft.country, draft.language, settings.notice_language if settings else "en"
+    )
+    reports = tuple(build_report(draft, i, classifier.classify(i.categories)) for i in items)
+    context = _context(draft, items, reports)
+    env = _env()
+    subject = env.get_template(f"subject.{language}.txt.j2").render(context)
+    body = env.get_template(f"body.{language}.txt.j2").render(context)
+    return RenderedNotice(
+        reference=draft.reference,
+        subject=" ".join(subject.split()),
+        body_text=body,
+        xarf_reports=reports,
+        language=language,
+        first_reference=draft.first_reference if draft.cycle else None,
+    )
+
+
+def recipient_role(draft: NoticeDraft) -> str:
+    """Why this recipient gets the notice: host | cdn | registrar | upstream | escalation.
+
+    ``escalation``: a later tier the operators named themselves (an override), of which
+    nothing more is known than that it should act or pass the notice on.
+    """
+    if draft.recipient_source in ("cdn", "registrar"):
+        return draft.recipient_source
+    if draft.tier == 0:
+        return "host"
+    return "escalation" if draft.recipient_source == "override" else "upstream"
+
+
+def _context(
+    draft: NoticeDraft, items: list[NoticeItem], reports: tuple[dict[str, Any], ...]
+) -> dict[str, Any]:
+    host = draft.host.rstrip(".")
+    return {
         "reference": draft.reference,
-        "host": draft.host,
+        "host": host,
+        "host_ascii": _ascii_form(host),
         "ip": draft.ip,
         "provider": draft.provider,
+        "about_host_provider": draft.about_host_provider,
         "recipient": draft.recipient,
+        "recipient_source": draft.recipient_source,
+        "role": recipient_role(draft),
+        "tier": draft.tier,
         "reporter_org": draft.reporter_org,
         "reporter_email": draft.reporter_email,
         "cycle": draft.cycle,
-        "detected_at": iso_utc(detected),
-        "items": [_item_context(i) for i in items],
+        "first_reference": draft.first_reference,
+        "first_sent_at": iso_utc(draft.first_sent_at) if draft.first_sent_at else None,
+        "detected_at": iso_utc(min(i.detected_at for i in items)),
+        "items": [_item_context(i, r) for i, r in zip(items, reports, strict=True)],
     }
-    env = _env()
-    subject = " ".join(env.get_template("subject.txt.j2").render(context).split())
-    body = env.get_template("body.txt.j2").render(context)
-    return RenderedNotice(
-        reference=draft.reference,
-        subject=subject,
-        body_text=body,
-        xarf=build_xarf(draft, items, detected),
-    )
 
 
-def _item_context(item: NoticeItem) -> dict[str, Any]:
+def _ascii_form(host: str) -> str | None:
+    """The punycode form of an IDN host, for the text; None when it is the same."""
+    bare = host.strip("[]")
+    try:
+        ipaddress.ip_address(bare)
+        return None
+    except ValueError:
+        pass
+    try:
+        ascii_host = xarf_url(f"http://{host}/").host
+    except XarfInvalid:
+        return None
+    return ascii_host if ascii_host != host.lower() else None
+
+
+def _item_context(item: NoticeItem, report: dict[str, Any]) -> dict[str, Any]:
     return {
-        "url": item.url,
+        "url": report["url"],
+        "url_as_seen": item.url if item.url != report["url"] else None,
         "page_url": item.page_url,
         "sha256": item.sha256,
+        "sha1": item.sha1,
         "md5": item.md5,
         "pdq": item.pdq,
         "list_names": list(item.list_names),
-        "match_text": (
-            "exact (identical file)"
-            if item.match_kind == "exact"
-            else "near (perceptual hash, PDQ)"
-        ),
+        "exact": item.match_kind == "exact",
         "first_seen": iso_utc(item.first_seen_at or item.detected_at),
+        "last_checked": iso_utc(item.last_checked_at) if item.last_checked_at else None,
     }
-
-
-def _hashes(item: NoticeItem) -> dict[str, str]:
-    found = {"sha256": item.sha256, "md5": item.md5, "pdq": item.pdq}
-    return {k: v for k, v in found.items() if v}
-
-
-def build_xarf(
-    draft: NoticeDraft, items: Sequence[NoticeItem], detected: datetime
-) -> dict[str, Any]:
-    """One XARF v4 report for the host.
-
-    Two shapes in one document, since receivers parse one or the other: the xarf.org v4.0.0
-    core fields (snake_case, ``category: content`` / ``type: csam``; its schema allows extra
-    properties) and the Version/ReporterInfo/Report block. The snake_case ``url`` and
-    ``hash_values`` can hold only one item, so they describe the first URL;
-    ``Report.URLs`` lists every URL with its hashes.
-    """
-    first = items[0]
-    reporter_domain = draft.reporter_email.rpartition("@")[2]
-    reporter = {
-        "org": draft.reporter_org,
-        "contact": draft.reporter_email,
-        "domain": reporter_domain,
-    }
-    date = iso_utc(detected)
-    urls = [
-        {
-            "Url": i.url,
-            "PageUrl": i.page_url,
-            "Hashes": _hashes(i),
-            "MatchKind": i.match_kind,
-            "HashLists": list(i.list_names),
-            "FirstSeen": iso_utc(i.first_seen_at or i.detected_at),
-            "DetectedAt": iso_utc(i.detected_at),
-        }
-        for i in items
-    ]
-    doc: dict[str, Any] = {
-        "xarf_version": XARF_VERSION,
-        "report_id": str(uuid.uuid5(_REPORT_NS, draft.reference)),
-        "timestamp": date,
-        "reporter": reporter,
-        "sender": dict(reporter),
-        "source_identifier": draft.ip or draft.host,
-        "category": "content",
-        "type": "csam",
-        "url": first.url,
-        "detection_method": "hash_match",
-        "media_type": "image",
-        "evidence_source": "automated_scan",
-        "verification_method": "automated_crawler",
-        "hash_values": {k: v for k, v in _hashes(first).items() if k != "pdq"},
-        "tags": [f"reference:{draft.reference.lower()}"],
-        "description": (
-            f"{len(items)} URL(s) on {draft.host} matched hash lists of known child sexual "
-            "abuse material. No media attached."
-        ),
-    }
-    if not _is_ip(draft.host):
-        doc["domain"] = draft.host
-    if draft.provider:
-        doc["hosting_provider"] = draft.provider
-    classes = {i.classification for i in items}
-    if len(classes) == 1 and (only := classes.pop()) in XARF_CLASSIFICATIONS:
-        doc["classification"] = only
-    doc.update(
-        {
-            "Version": XARF_VERSION,
-            "ReporterInfo": {
-                "ReporterOrg": draft.reporter_org,
-                "ReporterOrgDomain": reporter_domain,
-                "ReporterOrgEmail": draft.reporter_email,
-                "ReporterContactEmail": draft.reporter_email,
-            },
-            # The host may pass the notice on to its customer, who may be the offender.
-            "Disclosure": False,
-            "Report": {
-                "ReportClass": "Content",
-                "ReportType": "csam",
-                "category": "content",
-                "type": "csam",
-                "Reference": draft.reference,
-                "Cycle": draft.cycle,
-                "Date": date,
-                "SourceIdentifier": draft.host,
-                "Source": {"Host": draft.host, "Ip": draft.ip},
-                "DetectionMethod": "hash_match",
-                "URLs": urls,
-                "Generator": f"arachne/{__version__}",
-            },
-        }
-    )
-    return doc
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True

@@ -1,13 +1,14 @@
-"""The notices stage: one notice per host for the matched URLs not yet reported to it.
+"""Send notices: first notices for new incidents, reminders while content stays up.
 
-For each host with matches: resolve the abuse contact, record it on the ``hosts`` row, work
-out which matched URLs no sent notice covers yet, and send one notice for exactly those.
-Each host is committed on its own, and delivery runs outside any transaction so a slow mail
-server never holds the database's write lock.
+One notice covers a host's due incidents of one cycle (0 = first notice, N = Nth reminder)
+and goes to one recipient: the provider, then (after ``escalate_after`` notices each) the
+CDN/upstream and the registrar. Each notice is recorded (pending) before delivery and its
+outcome after, with no transaction open while the mail server talks, so a crash leaves a
+row that the next call retries on the same reference rather than a duplicate.
 
-Idempotent per (host, URL set, cycle): the unique constraint on ``notices`` backs it, a
-second call finds the URLs covered and sends nothing, and a failed or contact-less notice
-is retried on the same row rather than duplicated.
+Idempotent per (host, URL set, cycle): the unique constraint on ``notices`` backs it; an
+accepted notice moves its incidents on (next reminder due in ``renotice_interval``), so a
+second call finds nothing due. Previews (``dry_run``, the outbox) change no state.
 """
 
 from __future__ import annotations
@@ -15,42 +16,46 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arachne.errors import DeliveryError
+from arachne.notices import incidents as inc_mod
 from arachne.notices.contacts import Contact, ContactResolver, default_resolver
-from arachne.notices.deliver import Notifier, SmtpNotifier
-from arachne.notices.render import XARF_CLASSIFICATIONS, NoticeDraft, NoticeItem, render
+from arachne.notices.deliver import Notifier, build_notifier
+from arachne.notices.hosts import upsert_host
+from arachne.notices.items import due_incidents, notice_items
+from arachne.notices.render import NoticeDraft, RenderedNotice, render, sender_identity
 from arachne.settings import Settings
 from arachne.store.db import Store
-from arachne.store.models import (
-    AuditLog,
-    HashEntry,
-    HashList,
-    Host,
-    Image,
-    Match,
-    Notice,
-    Sighting,
-)
+from arachne.store.models import AuditLog, Incident, Notice
 from arachne.store.summary import get_campaign
 
 AUDIT_ACTOR = "arachne.notices"
-FIRST_CYCLE = 0
-# Notices not (yet) delivered. A later call retries them on the same row when the URL set
-# is unchanged, or retires them as "superseded" when a new notice covers all their URLs.
-# "pending" means a run stopped between recording the notice and learning the outcome.
-UNSENT_STATUSES = ("failed", "no_contact", "pending")
+# Notices not (yet) delivered: retried on the same row while the URL set is unchanged, or
+# retired as "superseded" when a new notice covers all their URLs. "pending": a run stopped
+# between recording the notice and learning the outcome; "queued": a transient failure
+# (server down, 4xx) waiting for its retry; "failed": refused for good by that recipient.
+UNSENT_STATUSES = ("failed", "queued", "no_contact", "pending")
+RETRY_BASE_SECONDS = 60
 
 
-class NoticeOutcome(NamedTuple):
-    host: str
-    reference: str | None  # None when nothing new was due for the host
-    status: str  # sent | failed | no_contact | already_sent
+class NoticeOutcome(dict[str, Any]):
+    """One host's result: host, reference, status, recipient, cycle, kind, urls, error.
+
+    A dict so the CLI prints it as JSON directly; attribute access for code."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(self)
 
 
 @dataclass(frozen=True)
@@ -61,41 +66,17 @@ class SendReport:
     failed: int
     already_sent: int
     notices: tuple[NoticeOutcome, ...] = field(default=())
+    previews: tuple[tuple[str | None, RenderedNotice], ...] = field(default=())  # dry run
 
-
-@dataclass
-class _HostMatches:
-    items: dict[str, _ItemAcc] = field(default_factory=dict)
-    ips: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
-class _ItemAcc:
-    url: str
-    page_url: str | None
-    sha256: str | None
-    md5: str | None
-    pdq: str | None
-    first_seen_at: datetime | None
-    detected_at: datetime
-    kinds: set[str] = field(default_factory=set)
-    lists: set[str] = field(default_factory=set)
-    categories: set[str | None] = field(default_factory=set)
-
-    def freeze(self) -> NoticeItem:
-        classes = {c for c in self.categories if c in XARF_CLASSIFICATIONS}
-        return NoticeItem(
-            url=self.url,
-            page_url=self.page_url,
-            sha256=self.sha256,
-            md5=self.md5,
-            pdq=self.pdq,
-            match_kind="exact" if "exact" in self.kinds else "near",
-            list_names=tuple(sorted(self.lists)),
-            detected_at=self.detected_at,
-            first_seen_at=self.first_seen_at,
-            classification=classes.pop() if len(classes) == 1 else None,
-        )
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "hosts": self.hosts,
+            "sent": self.sent,
+            "no_contact": self.no_contact,
+            "failed": self.failed,
+            "already_sent": self.already_sent,
+            "notices": [dict(o) for o in self.notices],
+        }
 
 
 def url_set_hash(urls: list[str]) -> str:
@@ -111,225 +92,275 @@ def notice_reference(host: str, urls: list[str], cycle: int) -> str:
 def send_notices(
     store: Store,
     settings: Settings,
-    campaign_name: str,
+    campaign_name: str | None,
     *,
     notifier: Notifier | None = None,
     resolver: ContactResolver | None = None,
     now: datetime | None = None,
+    dry_run: bool = False,
+    respect_backoff: bool = False,
+    first_notices: bool = True,
 ) -> SendReport:
-    """Send (or record) one notice per host for the campaign's matched URLs not yet reported.
+    """Send what is due for the campaign's incidents (every campaign's when ``None``).
 
-    Raises UnknownCampaign for an unknown name and ConfigError for a bad contacts file;
-    delivery failures are recorded on the notice, not raised.
+    Raises UnknownCampaign for an unknown name and ConfigError for bad settings (contacts
+    file, sender identity) before anything is sent; delivery failures are recorded on the
+    notice, not raised. ``respect_backoff`` (the scheduled run) waits out each failed
+    notice's retry delay; an operator's explicit send retries at once.
     """
-    if resolver is None:
-        resolver = default_resolver(settings.contacts_file)
-    if notifier is None:
-        notifier = SmtpNotifier.from_settings(settings)
     when = now or datetime.now(UTC)
+    if notifier is None and not dry_run:
+        notifier = build_notifier(settings)
+    preview = dry_run or bool(getattr(notifier, "preview", False))
+    sender = sender_identity(settings, preview=preview)
+    if resolver is None:
+        resolver = default_resolver(settings, store)
 
     with store.session() as session:
-        campaign_id = get_campaign(session, campaign_name).id
-        by_host = _collect_matches(session, campaign_id)
+        campaign_id = get_campaign(session, campaign_name).id if campaign_name else None
+        inc_mod.sync_incidents(session, settings, when, campaign_id)
+        due = due_incidents(session, when, campaign_id, first_notices=first_notices)
+        items = notice_items(session, [i for group in due.values() for i in group.due])
 
-    outcomes = []
-    for host in sorted(by_host):
-        matches = by_host[host]
-        ip = matches.ips.most_common(1)[0][0] if matches.ips else None
-        contact = resolver.resolve(host, ip)
-        items = [acc.freeze() for acc in matches.items.values()]
-        outcomes.append(
-            _notify_host(store, settings, notifier, campaign_id, host, ip, contact, items, when)
-        )
+    outcomes: list[NoticeOutcome] = []
+    previews: list[tuple[str | None, RenderedNotice]] = []
+    for host in sorted(due):
+        group = due[host]
+        if not group.due:
+            outcomes.append(NoticeOutcome(host=host, reference=None, status="already_sent"))
+            continue
+        contact = resolver.resolve(host, group.ip)
+        if not dry_run:
+            with store.session() as session:
+                upsert_host(session, host, group.ip, contact, when)
+        for cycle, incs in sorted(group.by_cycle().items()):
+            job = _Job(host, group.ip, contact, cycle, incs, settings, sender, when)
+            draft = job.draft(items)
+            rendered = render(draft, settings=settings)
+            if dry_run:
+                previews.append((job.recipient.email, rendered))
+                outcomes.append(job.outcome("preview", rendered.reference))
+                continue
+            assert notifier is not None
+            outcomes.append(
+                _deliver(store, settings, notifier, campaign_id, job, rendered, respect_backoff)
+            )
 
-    counts = Counter(o.status for o in outcomes)
+    counts = Counter(o["status"] for o in outcomes)
     return SendReport(
-        hosts=len(outcomes),
-        sent=counts["sent"],
+        hosts=len({o["host"] for o in outcomes}),
+        sent=counts["sent"] + counts["previewed"],
         no_contact=counts["no_contact"],
-        failed=counts["failed"],
+        failed=counts["failed"] + counts["queued"],
         already_sent=counts["already_sent"],
         notices=tuple(outcomes),
+        previews=tuple(previews),
     )
 
 
-def _collect_matches(session: Session, campaign_id: int) -> dict[str, _HostMatches]:
-    """Matched URLs grouped per host; retracted list entries no longer count."""
-    rows = session.execute(
-        select(
-            Sighting.host,
-            Sighting.image_url,
-            Sighting.page_url,
-            Sighting.server_ip,
-            Sighting.fetched_at,
-            Image.sha256,
-            Image.md5,
-            Image.pdq,
-            Match.kind,
-            Match.created_at,
-            HashList.name,
-            HashEntry.category,
+@dataclass
+class _Job:
+    """One notice to build and deliver: a host's due incidents of one cycle."""
+
+    host: str
+    ip: str | None
+    contact: Contact
+    cycle: int
+    incidents: list[Incident]
+    settings: Settings
+    sender: Any
+    now: datetime
+
+    def __post_init__(self) -> None:
+        self.urls = sorted(i.url for i in self.incidents)
+        self.reference = notice_reference(self.host, self.urls, self.cycle)
+        chain = [self.contact, *self.contact.escalation]
+        # The tier counts notices the content has already outlived, not reminders sent to
+        # a recipient that never had an address.
+        self.tier = inc_mod.tier_for(self.cycle, self.settings, len(chain))
+        self.recipient = chain[self.tier]
+        if self.recipient.email is None:  # an escalation tier without an address
+            self.recipient = next((c for c in chain if c.email), self.contact)
+
+    @property
+    def kind(self) -> str:
+        return "notice" if self.cycle == 0 else "reminder"
+
+    def draft(self, items: dict[int, Any]) -> NoticeDraft:
+        firsts = [i for i in self.incidents if i.first_noticed_at is not None]
+        first = min(firsts, key=lambda i: i.first_noticed_at) if firsts else None  # type: ignore[arg-type, return-value]
+        return NoticeDraft(
+            reference=self.reference,
+            host=self.host,
+            recipient=self.recipient.email,
+            items=tuple(items[i.id] for i in sorted(self.incidents, key=lambda i: i.url)),
+            reporter_org=self.sender.org,
+            reporter_email=self.sender.email,
+            cycle=self.cycle,
+            ip=self.ip,
+            provider=self.contact.provider,
+            country=self.recipient.country or self.contact.country,
+            language=self.recipient.language,
+            first_reference=first.first_reference if first else None,
+            first_sent_at=first.first_noticed_at if first else None,
+            tier=self.tier,
+            about_host_provider=self.contact.provider if self.tier else None,
+            recipient_source=self.recipient.source,
         )
-        .join(Match, Match.sighting_id == Sighting.id)
-        .join(HashEntry, HashEntry.id == Match.entry_id)
-        .join(HashList, HashList.id == HashEntry.list_id)
-        .outerjoin(Image, Image.id == Sighting.image_id)
-        .where(Match.campaign_id == campaign_id, HashEntry.deleted_at.is_(None))
-    )
-    by_host: dict[str, _HostMatches] = {}
-    for (
-        host,
-        url,
-        page_url,
-        server_ip,
-        fetched_at,
-        sha256,
-        md5,
-        pdq,
-        kind,
-        matched_at,
-        list_name,
-        category,
-    ) in rows:
-        hm = by_host.setdefault(host, _HostMatches())
-        acc = hm.items.get(url)
-        if acc is None:
-            acc = hm.items[url] = _ItemAcc(
-                url, page_url, sha256, md5, pdq, fetched_at, detected_at=matched_at
-            )
-            if server_ip:
-                hm.ips[server_ip] += 1
-        acc.detected_at = min(acc.detected_at, matched_at)
-        acc.kinds.add(kind)
-        acc.lists.add(list_name)
-        acc.categories.add(category)
-    return by_host
+
+    def outcome(self, status: str, reference: str | None, **extra: Any) -> NoticeOutcome:
+        return NoticeOutcome(
+            host=self.host,
+            reference=reference,
+            status=status,
+            recipient=self.recipient.email,
+            recipient_source=self.recipient.source,
+            cycle=self.cycle,
+            tier=self.tier,
+            kind=self.kind,
+            urls=len(self.urls),
+            **extra,
+        )
 
 
-def _notify_host(
+def _deliver(
     store: Store,
     settings: Settings,
     notifier: Notifier,
-    campaign_id: int,
-    host: str,
-    ip: str | None,
-    contact: Contact,
-    items: list[NoticeItem],
-    now: datetime,
+    campaign_id: int | None,
+    job: _Job,
+    rendered: RenderedNotice,
+    respect_backoff: bool,
 ) -> NoticeOutcome:
-    # Step 1: record the contact and the notice (pending) before delivering, so a crash
-    # mid-delivery leaves a row that the next call retries.
+    if getattr(notifier, "preview", False):
+        # A preview (outbox) shows what would go out; the notice stays unsent.
+        email = job.recipient.email or "(no contact)"
+        try:
+            notifier.deliver(rendered, email)
+        except DeliveryError as exc:
+            return job.outcome("failed", rendered.reference, error=str(exc))
+        with store.session() as session:
+            session.add(
+                AuditLog(
+                    at=job.now,
+                    actor=AUDIT_ACTOR,
+                    action="notice.previewed",
+                    detail={"reference": rendered.reference, "channel": notifier.channel},
+                )
+            )
+        return job.outcome("previewed", rendered.reference)
+
+    # Step 1: record the notice (pending) before delivering.
     with store.session() as session:
-        host_row = _upsert_host(session, host, ip, contact, now)
-        covered = _sent_urls(session, host_row.id)
-        due = [i for i in items if i.url not in covered]
-        if not due:
-            return NoticeOutcome(host, None, "already_sent")
-        urls = sorted(i.url for i in due)
-        set_hash = url_set_hash(urls)
-        notice = session.scalar(
-            select(Notice).where(
-                Notice.host_id == host_row.id,
-                Notice.url_set_hash == set_hash,
-                Notice.cycle == FIRST_CYCLE,
-            )
-        )
-        if notice is not None and notice.status == "sent":  # defensive: covered above
-            return NoticeOutcome(host, notice.reference, "already_sent")
-        reference = notice_reference(host, urls, FIRST_CYCLE)
-        draft = NoticeDraft(
-            reference=reference,
-            host=host,
-            recipient=contact.email,
-            items=tuple(due),
-            reporter_org=settings.reporter_org,
-            reporter_email=settings.reporter_email,
-            cycle=FIRST_CYCLE,
-            ip=ip,
-            provider=contact.provider,
-        )
-        rendered = render(draft)
-        # Before the new row exists: the query below would autoflush it half-filled.
-        _supersede_older(session, host_row.id, set(urls), reference)
-        if notice is None:
-            notice = Notice(
-                reference=reference,
-                host_id=host_row.id,
-                url_set_hash=set_hash,
-                cycle=FIRST_CYCLE,
-                attempts=0,
-                created_at=now,
-            )
-            session.add(notice)
-        notice.campaign_id = campaign_id
-        notice.urls = urls
-        notice.recipient = contact.email
-        notice.subject = rendered.subject
-        notice.body = rendered.body_text
-        notice.xarf = rendered.xarf
-        notice.channel = notifier.channel
-        if contact.email is None:
+        notice = _notice_row(session, campaign_id, job, rendered, notifier.channel)
+        waiting = notice.next_attempt_at is not None and notice.next_attempt_at > job.now
+        if respect_backoff and notice.status in ("queued", "failed") and waiting:
+            return job.outcome("waiting", notice.reference, error=notice.last_error)
+        if notice.status == "sent":  # accepted in a run that died before moving on
+            _accepted(session, notice, job, settings)
+            return job.outcome("already_sent", notice.reference)
+        if job.recipient.email is None:
             # Recorded so an operator sees it (and can add an override); nothing is sent.
             notice.status = "no_contact"
-            notice.last_error = "no abuse contact found for this host"
-            _audit(session, now, "notice.no_contact", notice, host, error=None)
-            return NoticeOutcome(host, reference, "no_contact")
+            notice.last_error = job.contact.reason or "no abuse contact found for this host"
+            _audit(session, job.now, "notice.no_contact", notice, job.host, error=None)
+            return job.outcome("no_contact", notice.reference, error=notice.last_error)
         notice.status = "pending"
         session.flush()
         notice_id = notice.id
 
     # Step 2: deliver with no transaction open.
-    error: str | None = None
+    error: DeliveryError | None = None
+    receipt = None
     try:
-        notifier.deliver(rendered, contact.email)
+        receipt = notifier.deliver(rendered, job.recipient.email)
     except DeliveryError as exc:
-        error = str(exc)
+        error = exc
 
-    # Step 3: record the outcome.
+    # Step 3: record the outcome; an accepted notice moves its incidents on.
     with store.session() as session:
         notice = session.get_one(Notice, notice_id)
         notice.attempts += 1
         if error is None:
-            notice.status, notice.sent_at, notice.last_error = "sent", now, None
+            notice.status, notice.last_error, notice.next_attempt_at = "sent", None, None
+            # The run's clock, not the receipt's: a simulated week must stay in step.
+            notice.sent_at = job.now
+            notice.response = getattr(receipt, "response", None)
+            _accepted(session, notice, job, settings)
         else:
-            notice.status, notice.last_error = "failed", error
-        _audit(session, now, f"notice.{notice.status}", notice, host, error=error)
-        return NoticeOutcome(host, reference, notice.status)
+            transient = bool(getattr(error, "transient", True))
+            notice.status = "queued" if transient else "failed"
+            notice.last_error = str(error)
+            delay = min(RETRY_BASE_SECONDS * 2 ** (notice.attempts - 1), settings.renotice_interval)
+            notice.next_attempt_at = job.now + timedelta(
+                seconds=delay if transient else settings.renotice_interval
+            )
+        _audit(
+            session, job.now, f"notice.{notice.status}", notice, job.host, error=notice.last_error
+        )
+        return job.outcome(notice.status, notice.reference, error=notice.last_error)
 
 
-def _upsert_host(
-    session: Session, hostname: str, ip: str | None, contact: Contact, now: datetime
-) -> Host:
-    row = session.scalar(select(Host).where(Host.hostname == hostname))
-    if row is None:
-        row = Host(hostname=hostname)
-        session.add(row)
-    row.ip = ip or row.ip
-    row.abuse_email = contact.email
-    row.contact_source = contact.source
-    row.provider = contact.provider
-    row.is_cdn = contact.is_cdn
-    row.updated_at = now
-    session.flush()
-    return row
+def _notice_row(
+    session: Session, campaign_id: int | None, job: _Job, rendered: RenderedNotice, channel: str
+) -> Notice:
+    from arachne.store.models import Host
 
-
-def _sent_urls(session: Session, host_id: int) -> set[str]:
-    """URLs any sent first-cycle notice to this host covers, whatever the campaign."""
-    lists = session.scalars(
-        select(Notice.urls).where(
-            Notice.host_id == host_id, Notice.cycle == FIRST_CYCLE, Notice.status == "sent"
+    host_id = session.scalar(select(Host.id).where(Host.hostname == job.host))
+    assert host_id is not None, "upsert_host runs first"
+    set_hash = url_set_hash(job.urls)
+    notice = session.scalar(
+        select(Notice).where(
+            Notice.host_id == host_id,
+            Notice.url_set_hash == set_hash,
+            Notice.cycle == job.cycle,
         )
     )
-    return {url for urls in lists for url in urls}
+    if notice is not None and notice.status == "sent":
+        return notice
+    # Before the new row exists: the query below would autoflush it half-filled.
+    _supersede_older(session, host_id, job.cycle, set(job.urls), job.reference)
+    if notice is None:
+        notice = Notice(
+            reference=job.reference,
+            host_id=host_id,
+            url_set_hash=set_hash,
+            cycle=job.cycle,
+            attempts=0,
+            created_at=job.now,
+        )
+        session.add(notice)
+    notice.campaign_id = campaign_id
+    notice.urls = job.urls
+    notice.recipient = job.recipient.email
+    notice.contact_source = job.recipient.source
+    notice.kind = job.kind
+    notice.tier = job.tier
+    notice.language = rendered.language
+    notice.first_reference = min(
+        (i.first_reference for i in job.incidents if i.first_reference), default=None
+    )
+    notice.subject = rendered.subject
+    notice.body = rendered.body_text
+    notice.xarf = list(rendered.xarf_reports)
+    notice.channel = channel
+    return notice
 
 
-def _supersede_older(session: Session, host_id: int, urls: set[str], reference: str) -> None:
+def _accepted(session: Session, notice: Notice, job: _Job, settings: Settings) -> None:
+    incidents = [session.get_one(Incident, i.id) for i in job.incidents]
+    accepted_at = notice.sent_at or job.now
+    inc_mod.mark_noticed(session, incidents, notice.id, notice.reference, accepted_at, settings)
+
+
+def _supersede_older(
+    session: Session, host_id: int, cycle: int, urls: set[str], reference: str
+) -> None:
     """Unsent notices whose URLs the new one covers are retired, not left to retry later."""
     older = session.scalars(
         select(Notice).where(
             Notice.host_id == host_id,
-            Notice.cycle == FIRST_CYCLE,
+            Notice.cycle == cycle,
             Notice.status.in_(UNSENT_STATUSES),
             Notice.reference != reference,
         )
@@ -341,19 +372,15 @@ def _supersede_older(session: Session, host_id: int, urls: set[str], reference: 
 
 
 def _audit(
-    session: Session,
-    now: datetime,
-    action: str,
-    notice: Notice,
-    host: str,
-    *,
-    error: str | None,
+    session: Session, now: datetime, action: str, notice: Notice, host: str, *, error: str | None
 ) -> None:
     detail: dict[str, Any] = {
         "reference": notice.reference,
         "host": host,
         "recipient": notice.recipient,
         "channel": notice.channel,
+        "cycle": notice.cycle,
+        "tier": notice.tier,
         "urls": len(notice.urls),
         "attempts": notice.attempts,
     }

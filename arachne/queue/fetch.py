@@ -19,6 +19,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from arachne.settings import Settings
+
 # Headers worth keeping as evidence and for contact resolution (CDN detection).
 KEPT_HEADERS = ("server", "via", "x-cache", "cf-ray", "x-served-by", "x-amz-cf-id", "location")
 
@@ -125,6 +127,18 @@ class FetchConfig:
     user_agent: str = "ArachneBot/0.1"
     allow_private: bool = False  # loopback/private targets: only for tests and the demo
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FetchConfig:
+        """The one fetch configuration: workers and re-checks fetch alike."""
+        return cls(
+            timeout=settings.fetch_timeout,
+            max_bytes=settings.fetch_max_bytes,
+            concurrency=settings.fetch_concurrency,
+            per_host=settings.fetch_per_host,
+            user_agent=settings.user_agent,
+            allow_private=settings.allow_private_networks,
+        )
+
 
 async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResult]:
     """Fetch every URL; results in input order.
@@ -208,6 +222,12 @@ async def _fetch_one(session: aiohttp.ClientSession, url: str, config: FetchConf
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, BlockedAddress):
             result.error, result.detail = "blocked_address", str(exc.os_error)
+            return result
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            # "No such name" is an answer (a re-check counts it as removed); any other DNS
+            # failure (SERVFAIL, timeout) may pass, like a refused connection.
+            gone = getattr(exc.os_error, "errno", None) == socket.EAI_NONAME
+            result.error, result.detail = ("nxdomain" if gone else "dns_error"), str(exc)
             return result
         result.error, result.detail = "connection_error", str(exc)
         return result

@@ -144,15 +144,7 @@ class WorkerContext:
         return self._campaign_ids[name]
 
     def fetch_config(self) -> FetchConfig:
-        s = self.settings
-        return FetchConfig(
-            timeout=s.fetch_timeout,
-            max_bytes=s.fetch_max_bytes,
-            concurrency=s.fetch_concurrency,
-            per_host=s.fetch_per_host,
-            user_agent=s.user_agent,
-            allow_private=s.allow_private_networks,
-        )
+        return FetchConfig.from_settings(self.settings)
 
 
 _context: WorkerContext | None = None
@@ -177,6 +169,7 @@ TRANSIENT_ERRORS = frozenset(
     {
         "timeout",
         "connection_error",
+        "dns_error",
         "http_error",
         "http_429",
         "http_500",
@@ -290,3 +283,18 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
         counts[st.FETCH_RETRY] += len(retry)
     st.Stats(ctx.redis, campaign).inc_many(counts)
     return dict(counts)
+
+
+def notices_tick() -> dict[str, Any]:
+    """Scheduled: re-checks and reminders that are due, then the next tick (schedule.py)."""
+    from arachne.notices import schedule  # notices sit downstream of the queue: load late
+
+    ctx = get_context()
+    current = get_current_job()
+    try:
+        ctx.refresh_if_stale()
+        return schedule.run_due(ctx.store, ctx.settings, matcher=ctx.matcher)
+    finally:
+        # Only the chain that owns the tick key goes on; a stray duplicate ends here.
+        if current is None or schedule.release_tick(ctx.redis, current.id):
+            schedule.ensure_tick(ctx.redis, ctx.settings)

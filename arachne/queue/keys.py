@@ -23,3 +23,9 @@ def campaign_timeline(campaign: str) -> str:
 def campaign_keys(campaign: str) -> list[str]:
     """Every key that belongs to one campaign (for resetting it)."""
     return [campaign_seen(campaign), campaign_stats(campaign), campaign_timeline(campaign)]
+
+
+def notices_tick() -> str:
+    """STRING: id of the scheduled notices tick job (re-checks, reminders); its owner alone
+    schedules the next one, so at most one tick chain runs however many workers start."""
+    return f"{PREFIX}:notices:tick"

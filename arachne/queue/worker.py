@@ -35,14 +35,30 @@ class ArachneWorker(Worker):
         context.store.engine.dispose()
         super().execute_job(job, queue)
 
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        _ensure_tick(self.connection, jobs.get_context().settings)
+
+
+def _ensure_tick(redis: Redis, settings: Settings) -> None:
+    from arachne.notices.schedule import ensure_tick
+
+    try:
+        ensure_tick(redis, settings)
+    except Exception:  # the schedule must never take a worker down
+        log.exception("could not schedule the notices tick")
+
 
 def run_worker(settings: Settings, redis: Redis, *, burst: bool = False) -> bool:
     store = Store.open(settings)
     jobs.set_context(jobs.WorkerContext(settings, redis, store))
     decode.warm_up()  # compiled here, in the parent, so every forked work horse inherits it
     jobs.get_context().refresh_if_stale()
-    worker = ArachneWorker(
-        image_queues(redis, settings), connection=redis, serializer=JSONSerializer
-    )
+    from arachne.notices.schedule import notices_queue
+
+    # Image batches first; the notices tick (re-checks, reminders) when there is time.
+    queues = [*image_queues(redis, settings), notices_queue(redis, settings)]
+    worker = ArachneWorker(queues, connection=redis, serializer=JSONSerializer)
+    _ensure_tick(redis, settings)
     # with_scheduler: re-enqueues batches whose backed-off retry is due.
     return worker.work(burst=burst, logging_level="WARNING", with_scheduler=True)

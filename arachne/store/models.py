@@ -244,6 +244,7 @@ class Notice(Base):
     first_reference: Mapped[str | None] = mapped_column(String(64))  # reminders: the first
     language: Mapped[str | None] = mapped_column(String(8))
     response: Mapped[str | None] = mapped_column(Text)  # "250 ..." / "HTTP 202"
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # retry backoff
 
     host: Mapped[Host] = relationship()
 

@@ -35,14 +35,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("resolved_at", TS, nullable=True))
 
     with op.batch_alter_table("notices") as batch:
-        batch.add_column(
-            sa.Column("kind", sa.String(16), nullable=False, server_default="notice")
-        )
+        batch.add_column(sa.Column("kind", sa.String(16), nullable=False, server_default="notice"))
         batch.add_column(sa.Column("tier", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("contact_source", sa.String(32), nullable=True))
         batch.add_column(sa.Column("first_reference", sa.String(64), nullable=True))
         batch.add_column(sa.Column("language", sa.String(8), nullable=True))
         batch.add_column(sa.Column("response", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("next_attempt_at", TS, nullable=True))
 
     notices = sa.table("notices", sa.column("id", sa.Integer), sa.column("xarf", sa.JSON))
     conn = op.get_bind()
@@ -168,7 +167,15 @@ def downgrade() -> None:
     op.drop_table("incidents")
     op.drop_table("contact_cache")
     with op.batch_alter_table("notices") as batch:
-        for name in ("response", "language", "first_reference", "contact_source", "tier", "kind"):
+        for name in (
+            "next_attempt_at",
+            "response",
+            "language",
+            "first_reference",
+            "contact_source",
+            "tier",
+            "kind",
+        ):
             batch.drop_column(name)
     with op.batch_alter_table("hosts") as batch:
         for name in (
