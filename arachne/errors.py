@@ -53,3 +53,7 @@ class XarfInvalid(ArachneError):
 
 class BootstrapError(ArachneError):
     """The RDAP bootstrap could not be refreshed (the previous snapshot is kept)."""
+
+
+class StoreBusy(ArachneError):
+    """Another process holds a store-wide lock (e.g. it is sending notices right now)."""

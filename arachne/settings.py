@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     escalate_after: int = Field(
         3, ge=1, description="Notices to one tier (provider, CDN/upstream) before the next."
     )
+    recheck_batch: int = Field(
+        1000, ge=1, description="Most URLs one scheduled run re-checks (the rest wait their turn)."
+    )
     notices_tick_interval: int = Field(
         60, ge=1, description="Seconds between the workers' checks for due re-checks/reminders."
     )

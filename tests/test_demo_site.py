@@ -353,3 +353,26 @@ def test_small_site_and_too_small_site() -> None:
         DemoSite(PHOTOS, pages=4, images_per_page=2, known_count=6)
     with pytest.raises(ValueError, match="link depth"):
         DemoSite(PHOTOS, pages=5000)
+
+
+def test_take_down_switch_answers_as_a_host_that_removed_the_content() -> None:
+    thread = DemoSiteThread(PHOTOS, pages=30, images_per_page=4, seed=7, known_count=2)
+    with thread as manifest:
+        urls = sorted(manifest.expected_matches)[:6]
+        before = fetch_all(urls)
+        assert {status for status, _, _ in before.values()} == {200}
+        modes = ["404", "410", "451", "changed", "html", "500"]
+        for url, mode in zip(urls, modes, strict=True):
+            thread.site.take_down(url, mode)
+        after = fetch_all(urls)
+        assert [after[u][0] for u in urls] == [404, 410, 451, 200, 200, 500]
+        changed = after[urls[3]]
+        assert changed[1] == "image/png" and changed[2] != before[urls[3]][2]
+        assert Image.open(io.BytesIO(changed[2])).getextrema() == ((200, 200),) * 3  # flat
+        assert after[urls[4]][1].startswith("text/html")  # a soft 404 with status 200
+        thread.site.take_down(urls[0], "up")  # served again: the content reappeared
+        assert fetch(urls[0]) == before[urls[0]]
+        with pytest.raises(ValueError, match="not on this demo site"):
+            thread.site.take_down("http://192.0.2.1/x.jpg")
+        with pytest.raises(ValueError, match="unknown take-down mode"):
+            thread.site.take_down(urls[0], "teapot")

@@ -19,21 +19,27 @@ def upsert_host(
     if row is None:
         row = Host(hostname=hostname)
         session.add(row)
-    row.ip = ip or row.ip
-    row.abuse_email = contact.email
-    row.contact_source = contact.source
-    row.provider = contact.provider
+    # Registry answers are untrusted input: cut to the columns' sizes (PostgreSQL refuses
+    # what SQLite would silently keep).
+    row.ip = (ip or row.ip or "")[:64] or None
+    row.abuse_email = _cut(contact.email, 320)
+    row.contact_source = contact.source[:32]
+    row.provider = _cut(contact.provider, 200)
     row.is_cdn = contact.is_cdn
-    row.cdn = contact.cdn
-    row.country = contact.country
-    row.language = contact.language
-    row.network = contact.network
+    row.cdn = _cut(contact.cdn, 64)
+    row.country = _cut(contact.country, 2)
+    row.language = _cut(contact.language, 8)
+    row.network = _cut(contact.network, 64)
     row.contact_reason = contact.reason if contact.email is None else None
     row.contact_chain = [step.as_json() for step in contact.chain]
-    row.escalation = [
+    row.escalation = [  # JSON: no column size to respect
         {"email": c.email, "source": c.source, "provider": c.provider} for c in contact.escalation
     ]
     row.resolved_at = now
     row.updated_at = now
     session.flush()
     return row
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    return value[:size] if value else None

@@ -27,12 +27,14 @@ from arachne.store.models import (
 )
 from arachne.urls import url_key
 
-OPEN, NOTICED, REMOVED = "open", "noticed", "removed"
+OPEN, NOTICED, REMOVED, RETRACTED = "open", "noticed", "removed", "retracted"
+LOCK = "notices"
+"""The store-wide lock every run that sends notices or re-checks incidents holds."""
 ACTIVE_STATES = (OPEN, NOTICED)
-WATCH_CHECKS = 28
-"""A removed URL is re-checked this many more times (every 4 re-check intervals: a week at
-the 6 h default) so content that comes back is caught and noticed again."""
 WATCH_SPACING = 4
+WATCH_CHECKS = 7
+"""A removed URL is re-checked this many more times, every WATCH_SPACING re-check intervals
+(daily for a week at the 6 h default), so content that comes back is noticed again."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,16 @@ def mark_removed(
         inc.removal_seconds = max(0.0, (removed_at - inc.first_noticed_at).total_seconds())
     inc.next_check_at = now + timedelta(seconds=settings.recheck_interval * WATCH_SPACING)
     inc.updated_at = now
+
+
+def retract(inc: Incident, now: datetime) -> str:
+    """Its list entries were all retracted: no longer known material, so no more notices
+    or checks, and no place in the removal figures."""
+    inc.state = RETRACTED
+    inc.next_notice_at = None
+    inc.next_check_at = None
+    inc.updated_at = now
+    return "retracted"
 
 
 def watch_over(inc: Incident, settings: Settings, now: datetime) -> bool:

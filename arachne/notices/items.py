@@ -15,7 +15,7 @@ from arachne.notices.render import NoticeItem
 from arachne.store.models import HashEntry, HashList, Image, Incident, Match, Notice, Sighting
 
 _CHUNK = 500
-RETRIED_STATUSES = ("queued", "pending", "failed")
+RETRIED_STATUSES = ("queued", "pending", "failed", "no_contact")
 """Unsent notices the scheduled run retries (after their back-off)."""
 
 

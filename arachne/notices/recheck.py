@@ -12,21 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arachne.matcher.hashing import hash_image_bytes
-from arachne.matcher.match import Matcher
+from arachne.matcher.match import EntryRow, Matcher
 from arachne.notices import incidents as inc_mod
 from arachne.queue.fetch import FetchConfig, FetchResult, fetch_many
 from arachne.settings import Settings
 from arachne.store.db import Store
-from arachne.store.hashlists import active_entries
-from arachne.store.models import Incident, Recheck
+from arachne.store.models import HashEntry, HashList, Incident, Recheck
 from arachne.store.summary import get_campaign
 
 FetchFn = Callable[[Sequence[str], FetchConfig], Awaitable[list[FetchResult]]]
@@ -36,6 +36,8 @@ GONE_ERRORS = frozenset({"nxdomain"})
 CHANGED_ERRORS = frozenset({"not_an_image", "empty"})
 # Not an answer about the content: never counts either way.
 NEUTRAL_ERRORS = frozenset({"blocked_address"})
+CHUNK = 100
+"""URLs fetched and recorded together: a long re-check run commits as it goes."""
 
 
 @dataclass(frozen=True)
@@ -82,30 +84,49 @@ def classify(res: FetchResult, matcher: Matcher, settings: Settings) -> Verdict:
 
 
 def due_for_check(
-    session: Session, now: datetime, campaign_id: int | None, *, due_only: bool
+    session: Session,
+    now: datetime,
+    campaign_id: int | None,
+    *,
+    due_only: bool,
+    limit: int | None = None,
 ) -> list[Incident]:
-    stmt = select(Incident).order_by(Incident.id)
+    stmt = select(Incident)
     if campaign_id is not None:
         stmt = stmt.where(Incident.campaign_id == campaign_id)
-    if due_only:
+    if due_only:  # the most overdue first; the rest wait for the next run
         stmt = stmt.where(
             Incident.state.in_((*inc_mod.ACTIVE_STATES, inc_mod.REMOVED)),
             Incident.next_check_at.is_not(None),
             Incident.next_check_at <= now,
-        )
+        ).order_by(Incident.next_check_at, Incident.id)
     else:  # an operator's "re-check every open URL now"
-        stmt = stmt.where(Incident.state.in_(inc_mod.ACTIVE_STATES))
+        stmt = stmt.where(Incident.state.in_(inc_mod.ACTIVE_STATES)).order_by(Incident.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list(session.scalars(stmt))
 
 
-def matcher_for(session: Session, incidents: Sequence[Incident], settings: Settings) -> Matcher:
-    """A matcher over the entries these incidents matched: "still up" means it still
-    matches its own list entry (a worker passes its full index instead)."""
-    wanted = {e for inc in incidents for e in (inc.entry_ids or [])}
-    rows = [row for row in active_entries(session) if row[0] in wanted] if wanted else []
-    return Matcher(
-        rows, default_threshold=settings.pdq_threshold, min_quality=settings.pdq_min_quality
-    )
+def _active_entries(session: Session, entry_ids: set[int]) -> list[EntryRow]:
+    """The still-listed entries among these ids, as matcher rows."""
+    ids = sorted(entry_ids)
+    rows: list[EntryRow] = []
+    for start in range(0, len(ids), 500):
+        rows += [
+            (r[0], r[1], r[2], r[3], r[4])
+            for r in session.execute(
+                select(
+                    HashEntry.id,
+                    HashEntry.list_id,
+                    HashEntry.kind,
+                    HashEntry.value,
+                    func.coalesce(HashEntry.threshold, HashList.threshold),
+                )
+                .join(HashList, HashList.id == HashEntry.list_id)
+                .where(HashEntry.id.in_(ids[start : start + 500]), HashEntry.deleted_at.is_(None))
+            )
+        ]
+    return rows
 
 
 def recheck_incidents(
@@ -117,26 +138,61 @@ def recheck_incidents(
     due_only: bool = True,
     matcher: Matcher | None = None,
     fetch: FetchFn = fetch_many,
+    lock: bool = True,
 ) -> RecheckReport:
-    """Re-check incidents (the due ones, or every open one) and record what each showed."""
+    """Re-check incidents (the due ones, at most ``recheck_batch``; or every open one) and
+    record what each showed, a chunk at a time so a long run keeps what it learned."""
     when = now or datetime.now(UTC)
-    with store.session() as session:
-        campaign_id = get_campaign(session, campaign_name).id if campaign_name else None
-        incidents = due_for_check(session, when, campaign_id, due_only=due_only)
-        if not incidents:
-            return RecheckReport()
+    with store.exclusive(inc_mod.LOCK) if lock else nullcontext(True):
+        with store.session() as session:
+            campaign_id = get_campaign(session, campaign_name).id if campaign_name else None
+            limit = settings.recheck_batch if due_only else None
+            incidents = due_for_check(session, when, campaign_id, due_only=due_only, limit=limit)
+            wanted = {e for inc in incidents for e in (inc.entry_ids or [])}
+            rows = _active_entries(session, wanted)
+        listed = {row[0] for row in rows}
         if matcher is None:
-            matcher = matcher_for(session, incidents, settings)
-    urls = list(dict.fromkeys(inc.url for inc in incidents))
-    fetched = {r.url: r for r in asyncio.run(fetch(urls, FetchConfig.from_settings(settings)))}
-    verdicts = {url: classify(fetched[url], matcher, settings) for url in urls}
+            # "Still up" means it still matches its own list entries (a worker passes its
+            # full index instead, so a swap for other known material counts as up too).
+            matcher = Matcher(
+                rows,
+                default_threshold=settings.pdq_threshold,
+                min_quality=settings.pdq_min_quality,
+            )
+        report = RecheckReport()
+        config = FetchConfig.from_settings(settings)
+        for start in range(0, len(incidents), CHUNK):
+            chunk = incidents[start : start + CHUNK]
+            _check_chunk(store, settings, chunk, listed, matcher, fetch, config, when, report)
+        return report
 
-    report = RecheckReport()
+
+def _check_chunk(
+    store: Store,
+    settings: Settings,
+    chunk: list[Incident],
+    listed: set[int],
+    matcher: Matcher,
+    fetch: FetchFn,
+    config: FetchConfig,
+    when: datetime,
+    report: RecheckReport,
+) -> None:
+    # An incident whose list entries were all retracted is no longer known material: it
+    # is closed as such, not counted as a removal.
+    retracted = {inc.id for inc in chunk if not set(inc.entry_ids or []) & listed}
+    urls = list(dict.fromkeys(inc.url for inc in chunk if inc.id not in retracted))
+    fetched = {r.url: r for r in asyncio.run(fetch(urls, config))} if urls else {}
+    verdicts = {url: classify(fetched[url], matcher, settings) for url in urls}
     with store.session() as session:
-        for stale in incidents:
+        for stale in chunk:
             inc = session.get_one(Incident, stale.id)
-            verdict = verdicts[inc.url]
-            outcome = apply_verdict(inc, verdict, settings, when)
+            if inc.id in retracted:
+                verdict = Verdict("retracted", "entries_retracted", None)
+                outcome = inc_mod.retract(inc, when)
+            else:
+                verdict = verdicts[inc.url]
+                outcome = apply_verdict(inc, verdict, settings, when)
             session.add(
                 Recheck(
                     incident_id=inc.id,
@@ -161,7 +217,6 @@ def recheck_incidents(
                     "time_to_removal_seconds": inc.removal_seconds,
                 }
             )
-    return report
 
 
 def apply_verdict(inc: Incident, verdict: Verdict, settings: Settings, now: datetime) -> str:

@@ -23,6 +23,7 @@ from arachne.errors import ConfigError
 from arachne.matcher.match import Matcher
 from arachne.notices.contacts import ContactResolver
 from arachne.notices.deliver import Notifier
+from arachne.notices.incidents import LOCK
 from arachne.notices.recheck import FetchFn, recheck_incidents
 from arachne.notices.render import sender_identity
 from arachne.notices.send import send_notices
@@ -62,6 +63,12 @@ def ensure_tick(redis: Redis, settings: Settings, delay: float | None = None) ->
     return job_id
 
 
+def owns_tick(redis: Redis, job_id: str) -> bool:
+    """Whether this tick job is the one the tick key names (a stray duplicate is not)."""
+    value = redis.get(keys.notices_tick())
+    return value is not None and value.decode() == job_id
+
+
 def release_tick(redis: Redis, job_id: str) -> bool:
     """Give up the tick key if this job still owns it (atomic compare-and-delete)."""
     return bool(redis.eval(_RELEASE, 1, keys.notices_tick(), job_id))
@@ -77,10 +84,26 @@ def run_due(
     resolver: ContactResolver | None = None,
     fetch: FetchFn = fetch_many,
 ) -> dict[str, Any]:
-    """One tick: re-checks due now, then reminders due now and queued retries."""
+    """One tick: re-checks due now, then reminders due now and queued retries. Skipped
+    (``{"busy": true}``) while another run holds the notices lock: it is doing this work."""
     when = now or datetime.now(UTC)
+    with store.exclusive(LOCK, wait=False) as held:
+        if not held:
+            return {"at": when.isoformat(), "busy": True}
+        return _run_due(store, settings, when, matcher, notifier, resolver, fetch)
+
+
+def _run_due(
+    store: Store,
+    settings: Settings,
+    when: datetime,
+    matcher: Matcher | None,
+    notifier: Notifier | None,
+    resolver: ContactResolver | None,
+    fetch: FetchFn,
+) -> dict[str, Any]:
     rechecked = recheck_incidents(
-        store, settings, None, now=when, matcher=matcher, fetch=fetch, due_only=True
+        store, settings, None, now=when, matcher=matcher, fetch=fetch, due_only=True, lock=False
     )
     result: dict[str, Any] = {"at": when.isoformat(), "recheck": rechecked.as_json()}
     try:
@@ -99,6 +122,7 @@ def run_due(
         now=when,
         respect_backoff=True,
         first_notices=False,
+        lock=False,
     )
     result["notices"] = sent.as_json()
     return result

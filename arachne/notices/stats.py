@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arachne.notices.incidents import NOTICED, OPEN, REMOVED
+from arachne.notices.incidents import NOTICED, OPEN, REMOVED, RETRACTED
 from arachne.settings import Settings
 from arachne.store.models import Host, Incident
 from arachne.store.summary import get_campaign
@@ -38,6 +38,8 @@ def summarise(rows: Iterable[tuple[str, float | None, bool]]) -> dict[str, Any]:
     noticed = removed_before_notice = 0
     for state, seconds, was_noticed in rows:
         states[state] += 1
+        if state == RETRACTED:  # no longer known material: not a removal, not a failure
+            continue
         if was_noticed:
             noticed += 1
             if seconds is not None:
@@ -46,7 +48,8 @@ def summarise(rows: Iterable[tuple[str, float | None, bool]]) -> dict[str, Any]:
             removed_before_notice += 1
     within = sum(1 for t in times if t <= DAY)
     return {
-        "incidents": sum(states.values()),
+        "incidents": sum(n for s, n in states.items() if s != RETRACTED),
+        "retracted": states[RETRACTED],
         "open": states[OPEN],
         "noticed": noticed,
         "still_up": states[OPEN] + states[NOTICED],

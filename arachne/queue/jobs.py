@@ -291,6 +291,10 @@ def notices_tick() -> dict[str, Any]:
 
     ctx = get_context()
     current = get_current_job()
+    if current is not None and not schedule.owns_tick(ctx.redis, current.id):
+        # A duplicate (its key expired while it waited behind busy workers and another
+        # tick was scheduled): the owner does the work; this one ends here.
+        return {"skipped": "not the scheduled tick"}
     try:
         ctx.refresh_if_stale()
         return schedule.run_due(ctx.store, ctx.settings, matcher=ctx.matcher)

@@ -56,8 +56,9 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False) -> bool
     jobs.get_context().refresh_if_stale()
     from arachne.notices.schedule import notices_queue
 
-    # Image batches first; the notices tick (re-checks, reminders) when there is time.
-    queues = [*image_queues(redis, settings), notices_queue(redis, settings)]
+    # The notices tick first: it is one short job a minute, and behind a crawl's image
+    # batches its re-checks and reminders would wait for hours.
+    queues = [notices_queue(redis, settings), *image_queues(redis, settings)]
     worker = ArachneWorker(queues, connection=redis, serializer=JSONSerializer)
     _ensure_tick(redis, settings)
     # with_scheduler: re-enqueues batches whose backed-off retry is due.

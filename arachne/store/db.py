@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +15,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from arachne.errors import StoreBusy
 from arachne.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -103,6 +106,57 @@ class Store:
         """A session in a transaction: committed on success, rolled back on error."""
         with self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def exclusive(self, name: str, *, wait: bool = True, timeout: float = 600.0) -> Iterator[bool]:
+        """Hold a lock named ``name`` across every process using this store; yields whether
+        it was acquired (``wait=False`` gives up at once when someone else holds it).
+
+        PostgreSQL: a session advisory lock; SQLite: an flock beside the database file.
+        Both are released by the operating system or the server when the holder dies,
+        so a crashed sender never blocks the next one.
+        """
+        deadline = time.monotonic() + timeout
+        if self.engine.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "big")
+            with self.engine.connect() as conn:
+                while not conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": key}
+                ).scalar():
+                    conn.commit()
+                    if not wait or time.monotonic() > deadline:
+                        if wait:
+                            raise StoreBusy(f"another process holds the {name!r} lock")
+                        yield False
+                        return
+                    time.sleep(0.2)
+                conn.commit()
+                try:
+                    yield True
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+            return
+        db_path = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not db_path or db_path == ":memory:":
+            yield True
+            return
+        with open(f"{db_path}.{name}-lock", "w") as lock:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not wait or time.monotonic() > deadline:
+                        if wait:
+                            raise StoreBusy(f"another process holds the {name!r} lock") from None
+                        yield False
+                        return
+                    time.sleep(0.2)
+            try:
+                yield True
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def dispose(self) -> None:
         self.engine.dispose()

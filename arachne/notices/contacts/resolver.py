@@ -72,12 +72,16 @@ class AbuseContactResolver:
         ttl: int,
         overrides: OverridesResolver | None = None,
         now: Clock | None = None,
+        negative_ttl: int | None = None,
     ) -> None:
         self.dns = dns
         self.cdn = cdn
         self.rdap = rdap
         self.cache = cache
         self.ttl = ttl
+        # An answer without an address is kept only until "no contact" is retried: the
+        # registry may add an abuse contact, and the operator wants to know soon.
+        self.negative_ttl = ttl if negative_ttl is None else min(ttl, negative_ttl)
         self.overrides = overrides
         self.now = now or utcnow
 
@@ -174,7 +178,7 @@ class AbuseContactResolver:
             return None
         steps.extend(new)
         if answer is not None:
-            self.cache.put(answer, now, self.ttl)
+            self.cache.put(answer, now, self.ttl if answer.email else self.negative_ttl)
         return answer
 
     def _assemble(
@@ -268,4 +272,5 @@ def default_resolver(
         ttl=settings.rdap_cache_ttl,
         overrides=overrides,
         now=clock,
+        negative_ttl=settings.contact_retry_after,
     )
