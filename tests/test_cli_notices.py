@@ -79,7 +79,11 @@ def test_send_list_recheck_stats(world: World) -> None:
     assert stats["median_seconds"] is not None and stats["median_seconds"] >= 0
     assert stats["pct_within_24h"] == round(100 * 2 / 9, 1)
     code, out, _ = run(world, "notices", "stats")
-    assert code == 0 and "median" in out and "by provider" in out
+    assert code == 0
+    overall = out.splitlines()[0]
+    assert "9 incidents, 9 noticed, 2 removed, 7 still up" in overall
+    assert "22.2% within 24 h" in overall and "median" in overall
+    assert "by provider:" in out and "by country:" in out
 
 
 def test_failed_delivery_exits_non_zero_and_shows_why(world: World) -> None:

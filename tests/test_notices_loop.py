@@ -201,6 +201,8 @@ def test_reappeared_content_is_reopened_and_noticed_again(world: World) -> None:
     # Noticed again in the same tick, with the host's reminders of that cycle.
     again = [n for n in world.notices() if world.url(ip, 0) in n.urls and n.cycle == 1]
     assert [n.status for n in again] == ["sent"]
+    # Host A is in NL: the Dutch body says the content came back.
+    assert "verwijderd, maar is opnieuw bereikbaar" in again[0].body
     assert inc.removal_seconds == 6 * HOUR  # the first removal keeps its figure
 
 
@@ -230,3 +232,17 @@ def test_no_contact_is_visible_with_its_reason_and_retried(world: World) -> None
         assert [o["status"] for o in again.notices if o["host"] == "127.0.0.4"] == ["sent"]
     finally:
         ABUSE["127.0.0.4"] = "abuse@hosting-c.example"
+
+
+def test_notices_send_sends_the_reminders_that_are_due(world: World) -> None:
+    """The operator's send does what the schedule does for reminders (no worker needed)."""
+    world.send(T0)
+    early = world.send(T0 + timedelta(hours=23))
+    assert early.sent == 0
+    due = world.send(T0 + timedelta(hours=24))
+    assert due.sent == 3
+    assert {(o["kind"], o["cycle"]) for o in due.notices} == {("reminder", 1)}
+    assert len(world.mailbox.messages) == 6
+    subjects = {str(m["To"]): str(m["Subject"]) for m in world.mailbox.messages[3:]}
+    assert subjects[ABUSE[IPS[0]]].startswith("Herinnering 1:")  # a provider in NL: Dutch
+    assert subjects[ABUSE[IPS[1]]].startswith("Reminder 1:")

@@ -4,6 +4,7 @@ and "no contact" answers that must be asked again."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from datetime import timedelta
@@ -16,12 +17,13 @@ from sqlalchemy import select, update
 from arachne.demo.mailbox import free_port
 from arachne.demo.rdap import RdapData, RdapServerThread, write_bootstrap
 from arachne.demo.rdap_shapes import afrinic_network, ripe_network
-from arachne.notices.contacts import Contact, default_resolver
+from arachne.notices.contacts import Contact, default_resolver, normalise_host
 from arachne.notices.hosts import upsert_host
 from arachne.notices.recheck import recheck_incidents
 from arachne.notices.schedule import run_due
 from arachne.notices.send import send_notices
 from arachne.notices.stats import removal_stats
+from arachne.queue.fetch import FetchConfig, fetch_many
 from arachne.settings import Settings
 from arachne.store.models import HashEntry, Host, Incident
 from tests.conftest import drop_postgres_database, open_test_store
@@ -194,3 +196,14 @@ def test_no_contact_answers_are_asked_again_after_the_retry_delay(tmp_path: Path
         clock[0] = T0 + timedelta(minutes=61)
         assert resolver.resolve("127.0.5.1", None).email == "abuse@hosting-e.example"
         assert server.hits["/ip/127.0.5.1"] == 2
+
+
+def test_idn_hosts_are_looked_up_as_a_labels() -> None:
+    assert normalise_host("Bücher.Example.") == "xn--bcher-kva.example"
+    assert normalise_host("xn--bcher-kva.example") == "xn--bcher-kva.example"
+
+
+def test_nxdomain_is_recognised_through_the_public_only_resolver() -> None:
+    # The production path (allow_private off): a name that does not exist is an answer.
+    result = asyncio.run(fetch_many(["http://removed-host.invalid/a.jpg"], FetchConfig()))
+    assert result[0].error == "nxdomain"

@@ -96,6 +96,7 @@ class Job:
             tier=self.tier,
             about_host_provider=self.contact.provider if self.tier else None,
             recipient_source=self.recipient.source,
+            reappeared=any(i.reappeared and i.removed_at for i in self.incidents),
         )
 
     def without(self, urls: set[str]) -> Job | None:

@@ -86,6 +86,7 @@ class NoticeDraft:
     tier: int = 0  # 0 = the host's own contact; >0 = escalated (CDN, upstream, registrar)
     about_host_provider: str | None = None  # escalations: whom the content is actually on
     recipient_source: str | None = None  # override | rdap | cdn | registrar
+    reappeared: bool = False  # a reminder about content that was removed and came back
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ def _context(
         "reporter_org": draft.reporter_org,
         "reporter_email": draft.reporter_email,
         "cycle": draft.cycle,
+        "reappeared": draft.reappeared,
         "first_reference": draft.first_reference,
         "first_sent_at": iso_utc(draft.first_sent_at) if draft.first_sent_at else None,
         "detected_at": iso_utc(min(i.detected_at for i in items)),

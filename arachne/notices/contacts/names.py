@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
+
+import idna
 
 # Deliberately loose: checked only enough to refuse values that could never be a recipient
 # or could smuggle extra header lines.
@@ -31,12 +34,18 @@ def split_port(host: str) -> str:
 
 
 def normalise_host(host: str) -> str:
-    """Lower-case, no port, no trailing dot; IP literals in their canonical form."""
+    """Lower-case, no port, no trailing dot; IP literals in their canonical form; IDN names
+    as A-labels (punycode), the form DNS and RDAP servers are asked in."""
     host = split_port(host.strip()).rstrip(".").lower()
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
-        return host
+        pass
+    if not host.isascii():
+        # Left as is when it is no valid IDN: its lookups fail, and the chain says why.
+        with contextlib.suppress(idna.IDNAError):
+            host = idna.encode(host, uts46=True).decode("ascii")
+    return host
 
 
 def is_ip(value: str) -> bool:
