@@ -16,7 +16,7 @@ from arachne.settings import Settings
 from arachne.store.db import Store
 
 # Fixtures shared by several test modules, kept in their own files.
-pytest_plugins = ["tests.notices_world"]
+pytest_plugins = ["tests.notices_world", "tests.contacts_world"]
 
 REDIS_TEST_URL = os.environ.get("ARACHNE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PG_ADMIN_URL = os.environ.get(

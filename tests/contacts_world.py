@@ -3,11 +3,14 @@ RDAP server, a local DNS server, a bootstrap folder pointing at them, and settin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from arachne.demo import rdap_shapes as shapes
-from arachne.demo.rdap import RdapData, write_bootstrap
+from arachne.demo.rdap import RdapData, RdapServer, RdapServerThread, write_bootstrap
 from arachne.settings import Settings
 
 REGISTRAR_ABUSE = "abuse@registrar-one.example"
@@ -96,3 +99,18 @@ def contact_settings(
     }
     values.update(extra)
     return Settings(**values)
+
+
+@pytest.fixture(scope="module")
+def rdap_module() -> Iterator[RdapServer]:
+    """One local RDAP server per test module, holding the world's answers."""
+    with RdapServerThread(world_data()) as server:
+        yield server
+
+
+@pytest.fixture
+def rdap(rdap_module: RdapServer) -> RdapServer:
+    """The module's RDAP server with its hit counts and faults reset for this test."""
+    rdap_module.hits.clear()
+    rdap_module.clear_faults()
+    return rdap_module

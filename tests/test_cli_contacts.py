@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from arachne.cli import cli
-from arachne.demo.rdap import RdapServer, RdapServerThread, write_bootstrap
+from arachne.demo.rdap import RdapServer, write_bootstrap
 from arachne.notices.contacts import bootstrap as bootstrap_mod
-from tests.contacts_world import AFRINIC_IP, REGISTRAR_ABUSE, SHAPES, world_data
-
-
-@pytest.fixture(scope="module")
-def rdap_module() -> Iterator[RdapServer]:
-    with RdapServerThread(world_data()) as server:
-        yield server
-
-
-@pytest.fixture
-def rdap(rdap_module: RdapServer) -> RdapServer:
-    rdap_module.hits.clear()
-    rdap_module.clear_faults()
-    return rdap_module
+from tests.contacts_world import AFRINIC_IP, REGISTRAR_ABUSE, SHAPES
 
 
 def env(tmp_path: Path, rdap: RdapServer, **extra: str) -> dict[str, str]:

@@ -3,19 +3,18 @@ holds them for every process (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from arachne.demo.rdap import RdapServer, RdapServerThread
+from arachne.demo.rdap import RdapServer
 from arachne.notices.contacts import Answer, MemoryCache, default_resolver
 from arachne.notices.contacts.cache import address_hex
 from arachne.store.models import ContactCache
 from tests.conftest import drop_postgres_database, open_test_store
-from tests.contacts_world import contact_settings, world_data
+from tests.contacts_world import contact_settings
 
 PG_DATABASE = "arachne_test_contacts_cache"
 
@@ -27,18 +26,6 @@ class Clock:
     def __call__(self) -> datetime:
         return self.now
 
-
-@pytest.fixture(scope="module")
-def rdap_module() -> Iterator[RdapServer]:
-    with RdapServerThread(world_data()) as server:
-        yield server
-
-
-@pytest.fixture
-def rdap(rdap_module: RdapServer) -> RdapServer:
-    rdap_module.hits.clear()
-    rdap_module.clear_faults()
-    return rdap_module
 
 
 def ip_hits(rdap: RdapServer) -> int:

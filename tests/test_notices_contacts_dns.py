@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from arachne.demo.rdap import RdapServer, RdapServerThread
+from arachne.demo.rdap import RdapServer
 from arachne.errors import ConfigError
 from arachne.notices.contacts import CdnList, Contact, DnsLookup, default_resolver
 from arachne.notices.contacts.dns import parse_servers
-from tests.contacts_world import DNS_RECORDS, REGISTRAR_ABUSE, contact_settings, world_data
+from tests.contacts_world import DNS_RECORDS, REGISTRAR_ABUSE, contact_settings
 from tests.dns_server import LocalDns, local_dns, silent_dns
 
 
@@ -28,18 +28,6 @@ def dns(dns_module: LocalDns) -> LocalDns:
     dns_module.queries.clear()
     return dns_module
 
-
-@pytest.fixture(scope="module")
-def rdap_module() -> Iterator[RdapServer]:
-    with RdapServerThread(world_data()) as server:
-        yield server
-
-
-@pytest.fixture
-def rdap(rdap_module: RdapServer) -> RdapServer:
-    rdap_module.hits.clear()
-    rdap_module.clear_faults()
-    return rdap_module
 
 
 def lookup(dns: LocalDns, name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:

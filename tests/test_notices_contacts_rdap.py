@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,6 @@ from arachne.notices.contacts.http import retry_after_seconds
 from arachne.notices.contacts.names import clean_email
 from arachne.settings import Settings
 from tests.contacts_world import AFRINIC_IP, REGISTRAR_ABUSE, SHAPES, contact_settings, world_data
-
-
-@pytest.fixture(scope="module")
-def rdap_server() -> Iterator[RdapServer]:
-    with RdapServerThread(world_data()) as server:
-        yield server
-
-
-@pytest.fixture
-def rdap(rdap_server: RdapServer) -> RdapServer:
-    rdap_server.hits.clear()
-    rdap_server.clear_faults()
-    return rdap_server
 
 
 def resolve(settings: Settings, host: str, ip: str | None = None) -> Contact:
@@ -138,6 +124,40 @@ def test_referral_to_a_more_specific_registry_is_followed(tmp_path: Path) -> Non
         assert nir.hits["/ip/127.0.7.5"] == 1
     assert (contact.email, contact.network) == ("abuse@nir.example", "127.0.7.0/25")
     assert "referral" in outcomes(contact, "rdap-ip")
+
+
+def test_the_network_above_is_the_upstream_escalation(tmp_path: Path) -> None:
+    """A customer's reassignment names its ISP's allocation (rel=up): the ISP's abuse
+    desk is the upstream tier, between the customer's own contact and the registrar."""
+    with RdapServerThread(RdapData()) as server:
+        isp = shapes.ripe_network("127.0.6.0/24", "Transit ISP", "abuse@isp.example")
+        customer = shapes.with_up(
+            shapes.ripe_network("127.0.6.0/29", "Customer Ltd", "abuse@customer.example"),
+            f"{server.url}ip/127.0.6.0/24",
+        )
+        server.data.networks.update({"127.0.6.0/24": isp, "127.0.6.0/29": customer})
+        contact = resolve(contact_settings(tmp_path, server.url), "127.0.6.3")
+        assert server.hits["/ip/127.0.6.0/24"] == 1
+    assert (contact.email, contact.network) == ("abuse@customer.example", "127.0.6.0/29")
+    assert [(c.email, c.source, c.provider) for c in contact.escalation] == [
+        ("abuse@isp.example", "upstream", "Transit ISP")
+    ]
+    assert "ok" in outcomes(contact, "rdap-up")
+
+
+def test_a_referral_chain_gives_the_upstream_too(tmp_path: Path) -> None:
+    specific = shapes.lacnic_network("127.0.8.0/25", "Nir Hosting", "abuse@nir.example")
+    with RdapServerThread(RdapData(networks={"127.0.8.0/25": specific})) as nir:
+        broad = shapes.with_referral(
+            shapes.ripe_network("127.0.8.0/24", "Rir Holder", "abuse@rir-holder.example"),
+            f"{nir.url}ip/127.0.8.5",
+        )
+        with RdapServerThread(RdapData(networks={"127.0.8.0/24": broad})) as rir:
+            contact = resolve(contact_settings(tmp_path, rir.url), "127.0.8.5")
+    assert contact.email == "abuse@nir.example"
+    assert [(c.email, c.source) for c in contact.escalation] == [
+        ("abuse@rir-holder.example", "upstream")
+    ]
 
 
 def test_referral_loop_stops(tmp_path: Path) -> None:

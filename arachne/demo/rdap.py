@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from arachne.demo.background import ServerThread
+
 RDAP_JSON = "application/rdap+json"
 FAULTS = (
     "429",
@@ -203,40 +205,16 @@ class RdapServer:
             self._runner = None
 
 
-class RdapServerThread:
+class RdapServerThread(ServerThread[RdapServer]):
     """For synchronous callers: ``with RdapServerThread(data) as server: server.url``."""
 
     def __init__(self, data: RdapData | None = None, host: str = "127.0.0.1") -> None:
         self.server = RdapServer(data, host)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(self._started, self.server.stop, "demo-rdap")
 
-    def __enter__(self) -> RdapServer:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="demo-rdap", daemon=True)
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.start(), loop).result(timeout=30)
-        except BaseException:
-            self._shutdown()
-            raise
+    async def _started(self) -> RdapServer:
+        await self.server.start()
         return self.server
-
-    def __exit__(self, *exc: object) -> None:
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        self._loop = self._thread = None
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
 
 
 def write_bootstrap(

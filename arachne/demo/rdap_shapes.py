@@ -273,6 +273,16 @@ def with_referral(doc: dict[str, Any], href: str) -> dict[str, Any]:
     return {**doc, "links": links}
 
 
+def with_up(doc: dict[str, Any], href: str) -> dict[str, Any]:
+    """``doc`` naming the network above it (``links`` rel=up), as registries do for a
+    reassignment inside an ISP's allocation."""
+    links = [
+        *doc.get("links", []),
+        {"value": href, "rel": "up", "href": href, "type": "application/rdap+json"},
+    ]
+    return {**doc, "links": links}
+
+
 DEMO_SHAPES = (
     (ripe_network, "Demo Hosting A", "abuse@hosting-a.example", "NL"),
     (arin_network, "Demo Hosting B", "abuse@hosting-b.example", "US"),

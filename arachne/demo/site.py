@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import functools
 import io
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from aiohttp import web
 from PIL import Image
 
 from arachne.demo import images
+from arachne.demo.background import ServerThread
 from arachne.demo.layout import HostContent, Layout, build_layout, check_capacity
 
 CONTENT = web.AppKey("content", HostContent)
@@ -211,39 +211,9 @@ class DemoSite:
             await runner.cleanup()
 
 
-class DemoSiteThread:
-    """For synchronous callers (the CLI): ``with DemoSiteThread(photos) as manifest: ...``.
-
-    The site's event loop runs in a daemon thread, so an interrupted caller never hangs.
-    """
+class DemoSiteThread(ServerThread[SiteManifest]):
+    """For synchronous callers (the CLI): ``with DemoSiteThread(photos) as manifest: ...``."""
 
     def __init__(self, photos_dir: Path, **kwargs: Any) -> None:
         self.site = DemoSite(photos_dir, **kwargs)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> SiteManifest:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._thread = threading.Thread(target=loop.run_forever, name="demo-site", daemon=True)
-        self._thread.start()
-        try:
-            return asyncio.run_coroutine_threadsafe(self.site.start(), loop).result()
-        except BaseException:
-            self._shutdown()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        self._loop = self._thread = None
-        try:
-            asyncio.run_coroutine_threadsafe(self.site.stop(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
+        super().__init__(self.site.start, self.site.stop, "demo-site")

@@ -23,7 +23,7 @@ def iso(when: datetime) -> str:
 class ChainStep:
     """One step of a resolution, kept as evidence of why a notice went where it went."""
 
-    source: str  # override | dns | cdn | cache | rdap-ip | rdap-domain | bootstrap
+    source: str  # override | dns | cdn | cache | rdap-ip | rdap-up | rdap-domain | bootstrap
     query: str  # what was asked: a URL, a name, a CIDR
     outcome: str  # ok | no_abuse_entity | placeholder | no_email | error | skipped | ...
     detail: str | None = None
@@ -57,7 +57,7 @@ class Contact:
     """The outcome of resolving one host; ``email=None`` is the explicit "no contact" state."""
 
     email: str | None
-    source: str  # override | rdap | cdn | registrar | none
+    source: str  # override | rdap | cdn | upstream | registrar | none
     provider: str | None = None  # the org name (RDAP registrant / CDN name)
     is_cdn: bool = False
     country: str | None = None  # ISO 3166 alpha-2, upper case

@@ -33,6 +33,10 @@ class Answer:
     start: str | None = None  # first and last address of the network
     end: str | None = None
     detail: str | None = None
+    # The network above (a less specific answer, or the one the ``up`` link names), when
+    # it has another abuse address: the upstream an escalation goes to.
+    upstream_email: str | None = None
+    upstream_provider: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +101,7 @@ class RdapLookup:
             return None, steps
         url, doc, finding = chosen
         span = entities.network_range(doc)
+        upstream = self._upstream(docs, url, doc, finding, steps)
         answer = Answer(
             kind="ip",
             key=span[2] if span else ip,
@@ -109,8 +114,42 @@ class RdapLookup:
             start=span[0] if span else None,
             end=span[1] if span else None,
             detail=finding.detail,
+            upstream_email=upstream[0] if upstream else None,
+            upstream_provider=upstream[1] if upstream else None,
         )
         return answer, steps
+
+    def _upstream(
+        self,
+        docs: list[tuple[str, dict[str, Any]]],
+        url: str,
+        doc: dict[str, Any],
+        finding: entities.Finding,
+        steps: list[ChainStep],
+    ) -> tuple[str, str | None] | None:
+        """The abuse contact one level up: a less specific answer of the referral chain
+        with another address (a registry's allocation to the ISP that reassigned the
+        block), else the network named by the answer's ``up`` link (one fetch). A
+        customer's own abuse address may be the offender's; its upstream is not."""
+        for other_url, other in docs:
+            if other_url == url:
+                continue
+            above = entities.find_abuse(other)
+            if above.outcome == "ok" and above.email and above.email != finding.email:
+                steps.append(self._step("rdap-up", other_url, "ok", "upstream", above.entity))
+                return above.email, entities.provider_of(other)
+        up = _link(doc, "up", "/ip/")
+        if up is None or up == url:
+            return None
+        got = self.http.get(up)
+        if got.doc is None:
+            steps.append(self._step("rdap-up", up, got.outcome, _fetch_detail(got)))
+            return None
+        above = entities.find_abuse(got.doc)
+        steps.append(self._step("rdap-up", up, above.outcome, above.detail, above.entity))
+        if above.outcome == "ok" and above.email and above.email != finding.email:
+            return above.email, entities.provider_of(got.doc)
+        return None
 
     def domain(self, name: str) -> tuple[Answer | None, list[ChainStep]]:
         """The registrar's abuse contact for the registered domain ``name``."""
@@ -179,13 +218,19 @@ class RdapLookup:
 
 
 def _referral(doc: dict[str, Any], url: str, path_marker: str) -> str | None:
+    href = _link(doc, "related", path_marker)
+    return href if href != url else None
+
+
+def _link(doc: dict[str, Any], rel: str, path_marker: str) -> str | None:
+    """The first RDAP-typed http(s) link of relation ``rel`` to an object of that kind."""
     for link in entities.as_list(doc.get("links")):
         if not isinstance(link, dict):
             continue
-        href, rel, kind = link.get("href"), link.get("rel"), str(link.get("type") or "")
-        if rel != "related" or "rdap+json" not in kind or not isinstance(href, str):
+        href, kind = link.get("href"), str(link.get("type") or "")
+        if link.get("rel") != rel or "rdap+json" not in kind or not isinstance(href, str):
             continue
-        if href.startswith(("http://", "https://")) and path_marker in href and href != url:
+        if href.startswith(("http://", "https://")) and path_marker in href:
             return href
     return None
 

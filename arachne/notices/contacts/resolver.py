@@ -204,6 +204,10 @@ class AbuseContactResolver:
                     network=network.key,
                 )
             )
+        if network is not None and network.upstream_email:
+            candidates.append(
+                Contact(network.upstream_email, "upstream", network.upstream_provider)
+            )
         if registrar is not None and registrar.email:
             candidates.append(Contact(registrar.email, "registrar", registrar.provider))
         unique: list[Contact] = []
