@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -30,6 +31,7 @@ from arachne.store.campaigns import create_campaign
 from arachne.store.db import Store
 from arachne.store.hashlists import import_list
 from arachne.store.models import Incident, Notice
+from tests.conftest import drop_postgres_database, fresh_postgres_database
 from tests.imageserver import make_image, serve
 
 # The simulated clock starts after the (real-time) sightings the fixture records.
@@ -116,8 +118,25 @@ def flat_png() -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture
-def world(tmp_path: Path, redis_url: str, redis_client: Redis) -> Iterator[World]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, redis_client: Redis
+) -> Iterator[World]:
+    """The same world on the embedded SQLite store and on a private PostgreSQL database."""
+    database_url = None
+    pg_name = f"arachne_loop_{uuid.uuid4().hex[:12]}"
+    if request.param == "postgresql":
+        database_url = fresh_postgres_database(pg_name)
+    try:
+        yield from _world(tmp_path, redis_url, redis_client, database_url)
+    finally:
+        if database_url:
+            drop_postgres_database(pg_name)
+
+
+def _world(
+    tmp_path: Path, redis_url: str, redis_client: Redis, database_url: str | None
+) -> Iterator[World]:
     routes = {
         ip: {f"/img/{n}.jpg": (200, "image/jpeg", picture(ip, n)) for n in range(4)} for ip in IPS
     }
@@ -127,6 +146,7 @@ def world(tmp_path: Path, redis_url: str, redis_client: Redis) -> Iterator[World
         settings = Settings(
             data_dir=tmp_path,
             redis_url=redis_url,
+            database_url=database_url,
             allow_private_networks=True,
             reporter_org="Test Hotline",
             reporter_email="reports@hotline.example",

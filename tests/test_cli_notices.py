@@ -29,6 +29,8 @@ def _env(world: World, **extra: str) -> dict[str, str]:
         "ARACHNE_SMTP_PORT": str(s.smtp_port),
         "ARACHNE_FETCH_TIMEOUT": "3",
     }
+    if s.database_url:
+        env["ARACHNE_DATABASE_URL"] = s.database_url
     env.update(extra)
     return env
 
