@@ -215,7 +215,17 @@ class AbuseContactResolver:
             if all(c.email != contact.email for c in unique):
                 unique.append(contact)
         if unique:
-            return replace(unique[0], escalation=tuple(unique[1:]), chain=tuple(steps))
+            first = unique[0]
+            if first.source in ("upstream", "registrar") and network is not None:
+                # Someone else answers for the network, but the content is still on it:
+                # its holder and country stay the host's (for the notice and the figures).
+                first = replace(
+                    first,
+                    provider=network.provider or first.provider,
+                    country=network.country,
+                    network=network.key,
+                )
+            return replace(first, escalation=tuple(unique[1:]), chain=tuple(steps))
         return Contact(
             None,
             "none",
