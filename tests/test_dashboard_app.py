@@ -6,7 +6,7 @@ import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from arachne.store.models import (
     HashList,
     Host,
     Image,
+    Incident,
     Match,
     Notice,
     Sighting,
@@ -151,6 +152,18 @@ def seed(session: Any) -> None:
                    status="pending"),
         ]
     )  # fmt: skip
+    noticed = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
+    session.add_all(
+        [
+            Incident(campaign_id=running.id, host="bad.example", host_id=bad.id,
+                     url_key="k1", url=s1.image_url, entry_ids=[md5_entry.id], state="removed",
+                     first_noticed_at=noticed, removed_at=noticed + timedelta(hours=3),
+                     removal_seconds=3 * 3600.0, notices_sent=1, failures=0, reappeared=0),
+            Incident(campaign_id=running.id, host="bad.example", host_id=bad.id,
+                     url_key="k2", url=s2.image_url, entry_ids=[pdq_entry.id], state="noticed",
+                     first_noticed_at=noticed, notices_sent=1, failures=0, reappeared=0),
+        ]
+    )  # fmt: skip
 
 
 @asynccontextmanager
@@ -229,6 +242,10 @@ async def test_campaign_page_shows_figures(settings, store, live) -> None:
     assert "ARN-0001" in html and "ARN-0002" in html
     assert "abuse@bad.example" in html and "2026-11-20 10:05 UTC" in html
     assert '<span class="badge sent">sent</span></td><td class="n">1</td>' in html
+    # time to removal: one of the two noticed URLs gone 3 h after its notice
+    row = html[html.index("<h2>Time to removal</h2>") : html.index("<h2>Notices</h2>")]
+    cells = re.findall(r'<td class="n">([^<]+)</td>', row)
+    assert cells[:7] == ["2", "2", "1", "1", "3.0 h", "3.0 h", "50.0 %"]
 
 
 @pytest.mark.asyncio
@@ -290,8 +307,8 @@ async def test_api_campaigns_matches_notices(settings, store, live) -> None:
     assert by_ref["ARN-0001"]["sent_at"].startswith("2026-11-20T10:05")
     assert by_ref["ARN-0002"]["status"] == "pending" and by_ref["ARN-0002"]["urls"] == 1
     assert "last_error" in by_ref["ARN-0002"] and by_ref["ARN-0001"]["kind"] == "notice"
-    # No incident has been re-checked in this store: figures are empty, not invented.
-    assert (removal["incidents"], removal["median_seconds"]) == (0, None)
+    assert (removal["incidents"], removal["removed"], removal["median_seconds"]) == (2, 1, 10800.0)
+    assert removal["by_provider"]["(unknown: bad.example)"]["pct_within_24h"] == 50.0
     assert bad.status == 400 and bad_body == {"error": "limit must be an integer"}
 
 
