@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
+from urllib.parse import quote
+
 import pytest
 from parsel import Selector
 
-from arachne.crawler.extract import css_urls, extract_images, extract_links, srcset_urls
+from arachne.crawler.extract import (
+    css_imports,
+    css_urls,
+    decode_data_uri,
+    extract_data_uris,
+    extract_images,
+    extract_links,
+    extract_stylesheets,
+    is_image_path,
+    parse_sitemap,
+    robots_sitemaps,
+    srcset_urls,
+)
+from arachne.crawler.extract.datauri import DataURIError
 from arachne.crawler.scope import (
     MAX_PATH_SEGMENTS,
     MAX_QUERY_PARAMS,
@@ -295,6 +313,257 @@ def test_accepts_a_selector() -> None:
 
 def test_page_without_images() -> None:
     assert extract_images("<p>nothing here</p>", PAGE) == []
+
+
+def test_srcset_sizes_is_ignored() -> None:
+    found = images(
+        '<img srcset="a-480.jpg 480w, a-800.jpg 800w" '
+        'sizes="(max-width: 600px) 480px, calc(100vw - 2em), url(x.jpg)">'
+    )
+    assert found == {
+        "https://site.test/dir/a-480.jpg": "srcset",
+        "https://site.test/dir/a-800.jpg": "srcset",
+    }
+
+
+def test_css_image_set_with_and_without_url_wrappers() -> None:
+    css = """
+        .a { background-image: image-set(url("a-1x.png") 1x, url(a-2x.png) 2x); }
+        .b { background-image: -webkit-image-set("b-1x.png" 1x, 'b-2x.png' 2x); }
+        .c { background-image: image-set("c.avif" type("image/avif"), "c.jpg" type('image/jpeg')); }
+        .d { content: "not a url"; }
+    """
+    assert css_urls(css) == [
+        "a-1x.png",
+        "a-2x.png",
+        "b-1x.png",
+        "b-2x.png",
+        "c.avif",
+        "c.jpg",
+    ]
+
+
+def test_css_imports_fonts_and_comments_are_not_images() -> None:
+    css = """
+        @import url("base.css") screen;
+        @import 'theme.css';
+        @font-face { font-family: x; src: url(x.woff2) format("woff2"), url(x.ttf); }
+        /* .old { background: url(old.png); } */
+        .bg { background: url(bg.png); }
+    """
+    assert css_urls(css) == ["bg.png"]
+    assert css_imports(css) == ["base.css", "theme.css"]
+
+
+def test_style_block_image_set_and_imports_become_stylesheets() -> None:
+    html = """
+        <head><link rel="stylesheet" href="/main.css"><link rel="STYLESHEET alternate"
+        href="alt.css"><link rel="preload" href="x.css" as="style"><link rel="icon" href="i.png">
+        <style>@import "/imported.css"; .a { background: -webkit-image-set(url(w.png) 1x) }</style>
+        </head>
+    """
+    assert extract_stylesheets(html, PAGE) == [
+        "https://site.test/main.css",
+        "https://site.test/dir/alt.css",
+        "https://site.test/imported.css",
+    ]
+    assert images(html) == {
+        "https://site.test/dir/i.png": "icon",
+        "https://site.test/dir/w.png": "css",
+    }
+
+
+def test_link_icons_and_preload_images() -> None:
+    found = images(
+        """
+        <head>
+          <link rel="shortcut icon" href="/favicon.png">
+          <link rel="apple-touch-icon" sizes="180x180" href="touch.png">
+          <link rel="apple-touch-icon-precomposed" href="touch-pre.png">
+          <link rel="preload" as="image" href="hero.jpg"
+                imagesrcset="hero-1x.jpg 1x, hero-2x.jpg 2x" imagesizes="50vw">
+          <link rel="preload" as="font" href="font.woff2">
+          <link rel="canonical" href="/canonical.jpg">
+        </head>
+        """
+    )
+    assert found == {
+        "https://site.test/favicon.png": "icon",
+        "https://site.test/dir/touch.png": "icon",
+        "https://site.test/dir/touch-pre.png": "icon",
+        "https://site.test/dir/hero.jpg": "preload",
+        "https://site.test/dir/hero-1x.jpg": "preload",
+        "https://site.test/dir/hero-2x.jpg": "preload",
+    }
+
+
+def test_more_lazy_attributes_bg_and_bgset() -> None:
+    found = images(
+        """
+        <img data-original-set="os1.jpg 1x, os2.jpg 2x">
+        <div data-bg="url('bg-url.jpg')"></div>
+        <div data-bg="bg-bare.jpg"></div>
+        <div data-bgset="set1.jpg [(max-width: 640px)] | set2.jpg 1x, set3.jpg 2x"></div>
+        """
+    )
+    assert found == {
+        "https://site.test/dir/os1.jpg": "lazy",
+        "https://site.test/dir/os2.jpg": "lazy",
+        "https://site.test/dir/bg-url.jpg": "lazy",
+        "https://site.test/dir/bg-bare.jpg": "lazy",
+        "https://site.test/dir/set1.jpg": "lazy",
+        "https://site.test/dir/set2.jpg": "lazy",
+        "https://site.test/dir/set3.jpg": "lazy",
+    }
+
+
+def test_svg_image_object_and_embed() -> None:
+    found = images(
+        """
+        <svg><image href="svg-href.png"/><image xlink:href="/svg-xlink.png"/></svg>
+        <object data="obj-typed" type="image/png"></object>
+        <object data="obj.jpg"></object>
+        <object data="doc.pdf" type="application/pdf"></object>
+        <object data="movie.swf"></object>
+        <embed src="emb.gif">
+        """
+    )
+    assert found == {
+        "https://site.test/dir/svg-href.png": "svg",
+        "https://site.test/svg-xlink.png": "svg",
+        "https://site.test/dir/obj-typed": "object",
+        "https://site.test/dir/obj.jpg": "object",
+        "https://site.test/dir/emb.gif": "object",
+    }
+
+
+def test_noscript_parsed_or_as_text() -> None:
+    assert images('<body><noscript><img src="ns.jpg"></noscript></body>') == {
+        "https://site.test/dir/ns.jpg": "img"
+    }
+    # As text (how some parsers keep it in <head>): its markup is parsed again.
+    html = Selector(text="<html><head><noscript>x</noscript></head></html>")
+    html.root.find(".//noscript").text = '<img src="ns-text.jpg">'
+    assert extract_images(html, PAGE) == [("https://site.test/dir/ns-text.jpg", "img")]
+
+
+def _ld(*blocks: object) -> str:
+    return "".join(f'<script type="application/ld+json">{json.dumps(b)}</script>' for b in blocks)
+
+
+def test_json_ld_images() -> None:
+    found = images(
+        _ld(
+            {"@type": "Article", "url": "/article.html", "image": "string.jpg"},
+            {"@type": "Product", "image": ["list1.jpg", {"@type": "ImageObject", "url": "l2.jpg"}]},
+            {"image": {"@type": "ImageObject", "contentUrl": "content.jpg", "url": "u.jpg"}},
+            {"author": {"@type": "Person", "url": "/me", "image": {"url": "nested.png"}}},
+            {"@graph": [{"@type": "ImageObject", "contentUrl": "graph.png"}, {"url": "/p"}]},
+            {"@type": "Organization", "logo": "logo.png", "thumbnailUrl": "thumb.jpg"},
+        )
+        + '<script type="application/ld+json">{not json</script>'
+        + '<script type="application/json">{"image": "not-ld.jpg"}</script>'
+    )
+    assert found == {
+        "https://site.test/dir/string.jpg": "jsonld",
+        "https://site.test/dir/list1.jpg": "jsonld",
+        "https://site.test/dir/l2.jpg": "jsonld",
+        "https://site.test/dir/content.jpg": "jsonld",
+        "https://site.test/dir/u.jpg": "jsonld",
+        "https://site.test/dir/nested.png": "jsonld",
+        "https://site.test/dir/graph.png": "jsonld",
+        "https://site.test/dir/logo.png": "jsonld",
+        "https://site.test/dir/thumb.jpg": "jsonld",
+    }
+
+
+def test_data_uris_extracted_separately() -> None:
+    html = """
+        <img src="data:image/png;base64,iVBORw0KGgo=">
+        <img srcset="data:image/gif;base64,R0lGODlh 1x, real.jpg 2x">
+        <div style="background: url('data:image/png,%89PNG')"></div>
+        <img src="data:image/png;base64,iVBORw0KGgo=">
+        <a href="data:text/html,hi">not an image embedding</a>
+    """
+    assert extract_data_uris(html) == [
+        ("data:image/png;base64,iVBORw0KGgo=", "img"),
+        ("data:image/gif;base64,R0lGODlh", "srcset"),
+        ("data:image/png,%89PNG", "css_inline"),
+    ]
+    assert images(html) == {"https://site.test/dir/real.jpg": "srcset"}
+
+
+def test_decode_data_uri() -> None:
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    b64 = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert decode_data_uri(b64, 1024) == ("image/png", png)
+    assert decode_data_uri("DATA:Image/PNG;charset=x;BASE64," + b64.split(",")[1], 1024)[1] == png
+    assert decode_data_uri("data:image/png," + quote(png), 1024) == ("image/png", png)
+    for uri, reason in [
+        (b64, "too_large"),
+        ("data:text/plain;base64,aGk=", "not_an_image"),
+        ("data:,hi", "not_an_image"),
+        ("data:image/png;base64,!!!=", "bad_data_uri"),
+        ("data:image/png;base64", "bad_data_uri"),
+        ("data:image/png,", "empty"),
+    ]:
+        with pytest.raises(DataURIError) as err:
+            decode_data_uri(uri, 100)
+        assert err.value.reason == reason, uri
+
+
+def test_is_image_path() -> None:
+    assert is_image_path("https://x.test/a/B.JPEG?x=1")
+    assert not is_image_path("https://x.test/a.jpg/page")
+    assert not is_image_path("http://[bad")
+
+
+# --- sitemaps -------------------------------------------------------------------------------
+
+_NS = (
+    'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+    'xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"'
+)
+
+
+def test_robots_sitemap_lines() -> None:
+    robots = "User-agent: *\nDisallow: /x\nSitemap: https://s.test/a.xml\nsitemap:/b.xml # c\n"
+    assert robots_sitemaps(robots) == ["https://s.test/a.xml", "/b.xml"]
+    assert robots_sitemaps("User-agent: *\nSitemap:\n") == []
+
+
+def test_image_sitemap() -> None:
+    xml = f"""<?xml version="1.0"?><urlset {_NS}>
+      <url><loc> https://s.test/p1.html </loc>
+        <image:image><image:loc>https://s.test/i1.jpg</image:loc></image:image>
+        <image:image><image:loc>https://cdn.test/i2.png</image:loc><image:title>t</image:title>
+        </image:image></url>
+      <url><loc>https://s.test/p2.html</loc><lastmod>2026-01-01</lastmod></url>
+    </urlset>"""
+    sm = parse_sitemap(xml.encode())
+    assert sm.pages == ["https://s.test/p1.html", "https://s.test/p2.html"]
+    assert sm.images == [
+        ("https://s.test/i1.jpg", "https://s.test/p1.html"),
+        ("https://cdn.test/i2.png", "https://s.test/p1.html"),
+    ]
+    assert sm.sitemaps == []
+    assert parse_sitemap(gzip.compress(xml.encode())) == sm
+
+
+def test_sitemap_index_and_bad_input() -> None:
+    xml = f"""<sitemapindex {_NS}><sitemap><loc>https://s.test/a.xml</loc></sitemap>
+      <sitemap><loc>https://s.test/b.xml.gz</loc></sitemap></sitemapindex>"""
+    sm = parse_sitemap(xml.encode())
+    assert sm.sitemaps == ["https://s.test/a.xml", "https://s.test/b.xml.gz"]
+    assert sm.pages == [] and sm.images == []
+    for bad in (b"", b"not xml", b"\x1f\x8bnot gzip", b"<html><body>404</body></html>"):
+        assert parse_sitemap(bad).pages == []
+    # Entities are not expanded: a sitemap cannot make the crawler read local files.
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE u [<!ENTITY e SYSTEM "file:///etc/hostname">]>'
+        b"<urlset><url><loc>https://s.test/&e;</loc></url></urlset>"
+    )
+    assert all("/etc" not in p and len(p) < 40 for p in parse_sitemap(xxe).pages)
 
 
 # --- links -----------------------------------------------------------------------------------

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 import scrapy
-from scrapy.http import HtmlResponse, Response, TextResponse
+from scrapy.exceptions import StopDownload
+from scrapy.http import Headers, HtmlResponse, Response, TextResponse
 from scrapy.utils.test import get_crawler
 
 from arachne.crawler.scope import Scope
-from arachne.crawler.spiders.campaign import CampaignSpider
+from arachne.crawler.spiders.campaign import MAX_IMPORT_DEPTH, MAX_SITEMAPS, CampaignSpider
 from arachne.queue.enqueue import ImageRef
 
 SEED = "https://site.test/"
@@ -41,12 +43,14 @@ def html_response(url: str, body: str, depth: int, content_type: str = "text/htm
 def run_parse(
     spider: CampaignSpider, response: Response
 ) -> tuple[list[ImageRef], list[scrapy.Request]]:
+    """(images, page requests); robots.txt, sitemap and stylesheet requests are left out."""
     items, requests, other = [], [], []
     for out in spider.parse(response, **response.request.cb_kwargs):
         if isinstance(out, ImageRef):
             items.append(out)
         elif isinstance(out, scrapy.Request):
-            requests.append(out)
+            if out.callback == spider.parse:
+                requests.append(out)
         else:
             other.append(out)
     assert other == []
@@ -132,7 +136,7 @@ def test_seeds_count_toward_the_page_cap() -> None:
     async def collect() -> list[scrapy.Request]:
         return [r async for r in spider.start()]
 
-    starts = asyncio.run(collect())
+    starts = [r for r in asyncio.run(collect()) if r.callback == spider.parse]
     assert [r.url for r in starts] == [SEED, "https://site.test/b.html"]
     assert all(r.cb_kwargs == {"depth": 0} for r in starts)
     _, requests = run_parse(spider, html_response(SEED, links_page("/c.html"), depth=0))
@@ -173,9 +177,14 @@ def test_trap_urls_are_skipped_and_counted() -> None:
     "response",
     [
         Response(
-            "https://site.test/img.jpg",
-            body=b"\xff\xd8\xff\xe0" + b'<img src="x.jpg"><a href="/y">',
-            headers={"Content-Type": "image/jpeg"},
+            "https://site.test/file.bin",
+            body=b"\x00\x01" + b'<img src="x.jpg"><a href="/y">',
+            headers={"Content-Type": "application/octet-stream"},
+        ),
+        Response(
+            "https://site.test/logo",
+            body=b'<svg><image href="x.png"/></svg>',
+            headers={"Content-Type": "image/svg+xml"},
         ),
         TextResponse(
             "https://site.test/data.json",
@@ -188,7 +197,7 @@ def test_trap_urls_are_skipped_and_counted() -> None:
             headers={"Content-Type": "text/plain"},
         ),
     ],
-    ids=["binary", "json", "text"],
+    ids=["binary", "svg", "json", "text"],
 )
 def test_non_html_responses_yield_nothing(response: Response) -> None:
     spider = make_spider()
@@ -215,3 +224,167 @@ def test_a_page_redirected_off_scope_is_not_crawled() -> None:
         "https://elsewhere.test/landing", links_page("/more", images=("/x.jpg",)), depth=1
     )
     assert run_parse(spider, response) == ([], [])
+
+
+# --- images by Content-Type, stylesheets, sitemaps, data: URIs ------------------------------
+
+
+def split(outputs: list[object]) -> tuple[list[ImageRef], list[scrapy.Request]]:
+    items = [o for o in outputs if isinstance(o, ImageRef)]
+    requests = [o for o in outputs if isinstance(o, scrapy.Request)]
+    assert len(items) + len(requests) == len(outputs)
+    return items, requests
+
+
+def test_a_page_link_answered_with_an_image_is_an_image_ref() -> None:
+    spider = make_spider()
+    _, requests = run_parse(spider, html_response(SEED, links_page("/download?id=7"), 0))
+    (request,) = requests
+    # Its headers stop the download: the worker fetches the image, not Scrapy.
+    with pytest.raises(StopDownload):
+        spider.headers_received(
+            headers=Headers({"Content-Type": "image/png"}), body_length=10**8, request=request
+        )
+    for ctype in ("text/html", "image/svg+xml", "application/octet-stream"):
+        spider.headers_received(
+            headers=Headers({"Content-Type": ctype}), body_length=1, request=request
+        )
+    # Stylesheet and sitemap requests are not pages: an image there is not stopped.
+    css = scrapy.Request("https://site.test/a.css", callback=spider.parse_css)
+    spider.headers_received(
+        headers=Headers({"Content-Type": "image/png"}), body_length=1, request=css
+    )
+    response = Response(
+        "https://site.test/download?id=7",
+        body=b"",
+        headers={"Content-Type": "image/png"},
+        request=request,
+        flags=["download_stopped"],
+    )
+    assert list(spider.parse(response, depth=1)) == [
+        ImageRef(url="https://site.test/download?id=7", page=SEED, campaign="camp")
+    ]
+
+
+def test_each_answering_host_is_asked_for_robots_and_sitemap_once() -> None:
+    spider = make_spider(seeds=[SEED, "http://www.site.test:8080/"])
+
+    async def collect() -> list[scrapy.Request]:
+        return [r async for r in spider.start()]
+
+    # Nothing before a page of the host has answered (a dead or refused seed costs nothing).
+    assert all(r.callback == spider.parse for r in asyncio.run(collect()))
+
+    def aux(url: str) -> list[tuple[str, object]]:
+        out = spider.parse(html_response(url, links_page(), depth=0), depth=0)
+        return [(r.url, r.callback) for r in out if isinstance(r, scrapy.Request)]
+
+    assert aux(SEED) == [
+        ("https://site.test/robots.txt", spider.parse_robots),
+        ("https://site.test/sitemap.xml", spider.parse_sitemap),
+    ]
+    assert aux("https://site.test/other.html") == []
+    assert aux("http://www.site.test:8080/x") == [
+        ("http://www.site.test:8080/robots.txt", spider.parse_robots),
+        ("http://www.site.test:8080/sitemap.xml", spider.parse_sitemap),
+    ]
+
+
+def test_linked_stylesheets_in_scope_once_each() -> None:
+    spider = make_spider()
+    head = (
+        '<link rel="stylesheet" href="/css/a.css"><link rel="stylesheet" href="/css/a.css?">'
+        '<link rel="stylesheet" href="https://cdn.other.test/x.css">'
+        '<style>@import "/css/b.css";</style>'
+    )
+    page = f"<html><head>{head}</head><body></body></html>"
+    out = list(spider.parse(html_response(SEED, page, depth=0), depth=0))
+    css = [r for r in out if isinstance(r, scrapy.Request) and r.callback == spider.parse_css]
+    assert [r.url for r in css] == ["https://site.test/css/a.css", "https://site.test/css/b.css"]
+    assert css[0].cb_kwargs == {"page": SEED, "import_depth": 0}
+    # Another page linking the same stylesheet: not fetched again. At max depth: still fetched.
+    again = spider.parse(html_response("https://site.test/x.html", page, depth=3), depth=3)
+    assert [o for o in again if isinstance(o, scrapy.Request)] == []
+    assert spider.crawler.stats.get_value("arachne/stylesheet/requested") == 2
+
+
+def test_stylesheet_urls_resolve_against_it_and_imports_are_bounded() -> None:
+    spider = make_spider()
+    body = b'@import "more.css"; .a { background: url(../img/a.png) } .b { background: url(b.gif) }'
+    request = scrapy.Request("https://site.test/css/x/main.css")
+    response = TextResponse(
+        request.url, body=body, headers={"Content-Type": "text/css"}, request=request
+    )
+    items, requests = split(list(spider.parse_css(response, page=SEED, import_depth=0)))
+    assert items == [
+        ImageRef(url="https://site.test/css/img/a.png", page=SEED, campaign="camp"),
+        ImageRef(url="https://site.test/css/x/b.gif", page=SEED, campaign="camp"),
+    ]
+    assert [(r.url, r.cb_kwargs["import_depth"]) for r in requests] == [
+        ("https://site.test/css/x/more.css", 1)
+    ]
+    deep = list(spider.parse_css(response, page=SEED, import_depth=MAX_IMPORT_DEPTH))
+    assert all(isinstance(o, ImageRef) for o in deep) and len(deep) == 2
+
+
+def test_robots_and_sitemaps_in_scope_only() -> None:
+    spider = make_spider(max_depth=3)
+    robots = TextResponse(
+        "https://site.test/robots.txt",
+        body=b"Sitemap: https://site.test/index.xml\nSitemap: https://other.test/s.xml\n",
+        headers={"Content-Type": "text/plain"},
+    )
+    _, requests = split(list(spider.parse_robots(robots)))
+    assert [r.url for r in requests] == ["https://site.test/index.xml"]
+    ns = 'xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"'
+    index = Response(
+        "https://site.test/index.xml",
+        body=(
+            b"<sitemapindex><sitemap><loc>/pages.xml</loc></sitemap>"
+            b"<sitemap><loc>https://other.test/x.xml</loc></sitemap>"
+            b"<sitemap><loc>https://site.test/index.xml</loc></sitemap></sitemapindex>"
+        ),
+    )
+    _, requests = split(list(spider.parse_sitemap(index)))
+    assert [r.url for r in requests] == ["https://site.test/pages.xml"]
+    urlset = Response(
+        "https://site.test/pages.xml",
+        body=(
+            f"<urlset {ns}><url><loc>https://site.test/p.html</loc><image:image><image:loc>"
+            "https://cdn.other.test/i.jpg</image:loc></image:image></url>"
+            "<url><loc>https://other.test/out.html</loc></url></urlset>"
+        ).encode(),
+    )
+    items, requests = split(list(spider.parse_sitemap(urlset)))
+    assert items == [
+        ImageRef(
+            url="https://cdn.other.test/i.jpg", page="https://site.test/p.html", campaign="camp"
+        )
+    ]
+    assert [(r.url, r.cb_kwargs) for r in requests] == [("https://site.test/p.html", {"depth": 1})]
+
+
+def test_sitemaps_are_capped() -> None:
+    spider = make_spider()
+    body = "".join(f"<sitemap><loc>/s{i}.xml</loc></sitemap>" for i in range(MAX_SITEMAPS + 5))
+    index = Response(
+        "https://site.test/i.xml", body=f"<sitemapindex>{body}</sitemapindex>".encode()
+    )
+    _, requests = split(list(spider.parse_sitemap(index)))
+    assert len(requests) == MAX_SITEMAPS
+    assert spider.crawler.stats.get_value("arachne/sitemap/capped") == 5
+
+
+def test_data_uris_are_counted_not_queued() -> None:
+    spider = make_spider()
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 20).decode()
+    body = (
+        f'<img src="data:image/png;base64,{png}"><img src="data:image/png;base64,!!">'
+        '<img src="data:text/plain,hi"><img src="real.png">'
+    )
+    items, _ = run_parse(spider, html_response(SEED, body, depth=0))
+    assert [i.url for i in items] == ["https://site.test/real.png"]
+    stats = spider.crawler.stats
+    assert stats.get_value("arachne/data_uri/images") == 1
+    assert stats.get_value("arachne/data_uri/bad_data_uri") == 1
+    assert stats.get_value("arachne/data_uri/not_an_image") == 1

@@ -1,19 +1,62 @@
-"""CampaignSpider: seeds + scope → follows in-scope links, yields ImageRef items."""
+"""CampaignSpider: seeds + scope → follows in-scope links, yields ImageRef items.
+
+Besides pages it reads what points to images without being a page: linked stylesheets
+(``@import`` followed, boundedly), robots.txt ``Sitemap:`` lines, ``/sitemap.xml`` and the
+sitemap indexes they name. Those are fetched only on in-scope hosts that answered a page,
+each URL once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import scrapy
-from scrapy.http import HtmlResponse, Response, TextResponse
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import StopDownload
+from scrapy.http import Headers, HtmlResponse, Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from arachne.crawler.extensions import page_failed
-from arachne.crawler.extract import extract_images, extract_links
+from arachne.crawler.extract import (
+    css_imports,
+    css_urls,
+    decode_data_uri,
+    extract_data_uris,
+    extract_images,
+    extract_links,
+    extract_stylesheets,
+    parse_sitemap,
+    robots_sitemaps,
+)
+from arachne.crawler.extract.datauri import DataURIError
+from arachne.crawler.extract.urls import absolute
 from arachne.crawler.scope import Scope, normalize_url, trap_reason
 from arachne.queue.enqueue import ImageRef
+
+MAX_STYLESHEETS = 2_000
+"""Stylesheets fetched per crawl: sites share a handful, so this is only a safety bound."""
+MAX_IMPORT_DEPTH = 3
+"""``@import`` chains followed this deep (a.css imports b.css imports c.css)."""
+MAX_SITEMAPS = 200
+"""Sitemaps (robots.txt, /sitemap.xml and index entries) fetched per crawl."""
+DATA_URI_MAX_BYTES = 25 * 1024 * 1024
+"""Inline images bigger than this are counted as too large (the worker's fetch cap)."""
+
+_AUX_CAPS = {"stylesheet": MAX_STYLESHEETS, "sitemap": MAX_SITEMAPS}
+
+
+def _content_type(headers: Headers) -> str:
+    return headers.get(b"Content-Type", b"").decode("latin-1").split(";", 1)[0].strip().lower()
+
+
+def _is_raster_image(content_type: str) -> bool:
+    # SVG is markup the hasher cannot read; every other image/* type goes to the workers.
+    return content_type.startswith("image/") and "svg" not in content_type
 
 
 class CampaignSpider(scrapy.Spider):
@@ -28,7 +71,21 @@ class CampaignSpider(scrapy.Spider):
         self.scope = scope
         # Pages scheduled so far (normalised), so max_pages caps requests, not responses.
         self._scheduled: set[str] = set()
+        # Stylesheets, robots.txt and sitemaps requested so far: each is fetched once.
+        self._aux: set[str] = set()
+        self._aux_counts: Counter[str] = Counter()
+        self._origins: set[str] = set()  # hosts whose robots.txt and sitemap were asked for
         self.traps_skipped = 0
+        self.data_uri_max_bytes = DATA_URI_MAX_BYTES
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> CampaignSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.headers_received, signal=signals.headers_received)
+        settings = crawler.settings.get("ARACHNE_SETTINGS")
+        if settings is not None:
+            spider.data_uri_max_bytes = settings.fetch_max_bytes
+        return spider
 
     async def start(self) -> AsyncIterator[Any]:
         for seed in self.seeds:
@@ -36,7 +93,23 @@ class CampaignSpider(scrapy.Spider):
             if request is not None:
                 yield request
 
-    def _request(self, url: str, depth: int) -> scrapy.Request | None:
+    def _site_requests(self, page_url: str) -> Iterator[scrapy.Request]:
+        """robots.txt and /sitemap.xml of a host, once, when its first page has answered:
+        a host that is down or refused costs no extra requests."""
+        parts = urlsplit(page_url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin in self._origins:
+            return
+        self._origins.add(origin)
+        for url, callback in (
+            (f"{origin}/robots.txt", self.parse_robots),
+            (f"{origin}/sitemap.xml", self.parse_sitemap),
+        ):
+            request = self._aux_request(url, "sitemap", callback)
+            if request is not None:
+                yield request
+
+    def _request(self, url: str, depth: int, from_page: str | None = None) -> scrapy.Request | None:
         key = normalize_url(url)
         if key in self._scheduled or len(self._scheduled) >= self.scope.max_pages:
             return None
@@ -46,8 +119,38 @@ class CampaignSpider(scrapy.Spider):
             return None
         self._scheduled.add(key)
         return scrapy.Request(
-            url, callback=self.parse, errback=self.page_failed, cb_kwargs={"depth": depth}
+            url,
+            callback=self.parse,
+            errback=self.page_failed,
+            cb_kwargs={"depth": depth},
+            meta={"arachne_from_page": from_page},
         )
+
+    def _aux_request(
+        self, url: str, kind: str, callback: Callable[..., Any], **cb_kwargs: Any
+    ) -> scrapy.Request | None:
+        """A stylesheet or sitemap request: in scope only (the crawler fetches nothing the
+        operator did not scope), once per URL, at most _AUX_CAPS[kind] per crawl."""
+        key = normalize_url(url)
+        if key in self._aux or not self.scope.allows(url) or trap_reason(url):
+            return None
+        if self._aux_counts[kind] >= _AUX_CAPS[kind]:
+            self.crawler.stats.inc_value(f"arachne/{kind}/capped")
+            return None
+        self._aux.add(key)
+        self._aux_counts[kind] += 1
+        self.crawler.stats.inc_value(f"arachne/{kind}/requested")
+        return scrapy.Request(
+            url, callback=callback, errback=self.aux_failed, cb_kwargs=cb_kwargs, priority=1
+        )
+
+    def headers_received(
+        self, headers: Headers, body_length: int, request: scrapy.Request, **_: Any
+    ) -> None:
+        """A page link answered with an image: stop the download, parse() yields its URL
+        and the worker fetches it (under its own size cap and address guard)."""
+        if request.callback == self.parse and _is_raster_image(_content_type(headers)):
+            raise StopDownload(fail=False)
 
     def page_failed(self, failure: Failure) -> None:
         """A page that could not be fetched at all (after Scrapy's retries) is counted."""
@@ -56,7 +159,23 @@ class CampaignSpider(scrapy.Spider):
         self.crawler.stats.inc_value("arachne/page_errors")
         self.crawler.signals.send_catch_log(signal=page_failed, failure=failure)
 
+    def aux_failed(self, failure: Failure) -> None:
+        """A missing sitemap or stylesheet is common and no page error."""
+        self.crawler.stats.inc_value("arachne/aux_errors")
+
+    def _ref(self, url: str, page: str | None) -> ImageRef:
+        return ImageRef(url=url, page=page, campaign=self.campaign)
+
     def parse(self, response: Response, depth: int = 0) -> Iterator[Any]:
+        if _is_raster_image(_content_type(response.headers)):
+            # A link without an image extension that serves an image (found by its
+            # Content-Type): an image of the page that linked it, wherever it redirected.
+            self.crawler.stats.inc_value("arachne/image_by_content_type")
+            if "download_stopped" in response.flags:
+                self.crawler.stats.inc_value("arachne/image_by_content_type/stopped")
+            meta = response.request.meta if response.request is not None else {}
+            yield self._ref(response.url, meta.get("arachne_from_page"))
+            return
         if not isinstance(response, TextResponse):
             return
         if not self.scope.allows(response.url):
@@ -65,12 +184,82 @@ class CampaignSpider(scrapy.Spider):
         # Scrapy also recognises HTML served without a Content-Type from its content.
         if not isinstance(response, HtmlResponse) and "html" not in content_type:
             return
+        yield from self._site_requests(response.url)
         for url, _how in extract_images(response.selector, response.url):
-            yield ImageRef(url=url, page=response.url, campaign=self.campaign)
+            yield self._ref(url, response.url)
+        self._count_data_uris(response)
+        for css in extract_stylesheets(response.selector, response.url):
+            request = self._aux_request(
+                css, "stylesheet", self.parse_css, page=response.url, import_depth=0
+            )
+            if request is not None:
+                yield request
         if depth >= self.scope.max_depth:
             return
         for link in extract_links(response.selector, response.url):
             if self.scope.allows(link):
-                request = self._request(link, depth + 1)
+                request = self._request(link, depth + 1, from_page=response.url)
                 if request is not None:
                     yield request
+
+    def _count_data_uris(self, response: TextResponse) -> None:
+        """Inline images are decoded in memory and counted; they are not queued (a data:
+        URI as a job would put the image bytes into Redis and the sightings table)."""
+        stats = self.crawler.stats
+        for uri, _how in extract_data_uris(response.selector):
+            try:
+                decode_data_uri(uri, self.data_uri_max_bytes)
+            except DataURIError as exc:
+                stats.inc_value(f"arachne/data_uri/{exc.reason}")
+                continue
+            stats.inc_value("arachne/data_uri/images")
+
+    def parse_css(self, response: Response, page: str, import_depth: int) -> Iterator[Any]:
+        """A linked stylesheet: its url()s resolve against the stylesheet's own URL."""
+        if not isinstance(response, TextResponse):
+            return
+        text = response.text
+        for raw in css_urls(text):
+            url = absolute(response.url, raw)
+            if url:
+                yield self._ref(url, page)
+        if import_depth >= MAX_IMPORT_DEPTH:
+            return
+        for raw in css_imports(text):
+            url = absolute(response.url, raw)
+            request = url and self._aux_request(
+                url, "stylesheet", self.parse_css, page=page, import_depth=import_depth + 1
+            )
+            if request:
+                yield request
+
+    def parse_robots(self, response: Response) -> Iterator[Any]:
+        if not isinstance(response, TextResponse):
+            return
+        for raw in robots_sitemaps(response.text):
+            url = absolute(response.url, raw)
+            request = url and self._aux_request(url, "sitemap", self.parse_sitemap)
+            if request:
+                yield request
+
+    def parse_sitemap(self, response: Response) -> Iterator[Any]:
+        """Image sitemaps give images, page entries are crawled (in scope, as depth 1
+        pages: the site lists them as reachable from its root), indexes are followed."""
+        sitemap = parse_sitemap(response.body)
+        for raw, page in sitemap.images:
+            url = absolute(response.url, raw)
+            if url:
+                page_url = absolute(response.url, page) if page else None
+                yield self._ref(url, page_url or response.url)
+        if self.scope.max_depth >= 1:
+            for raw in sitemap.pages:
+                url = absolute(response.url, raw)
+                if url and self.scope.allows(url):
+                    request = self._request(url, 1, from_page=response.url)
+                    if request is not None:
+                        yield request
+        for raw in sitemap.sitemaps:
+            url = absolute(response.url, raw)
+            request = url and self._aux_request(url, "sitemap", self.parse_sitemap)
+            if request:
+                yield request
