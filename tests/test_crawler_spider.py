@@ -388,3 +388,24 @@ def test_data_uris_are_counted_not_queued() -> None:
     assert stats.get_value("arachne/data_uri/images") == 1
     assert stats.get_value("arachne/data_uri/bad_data_uri") == 1
     assert stats.get_value("arachne/data_uri/not_an_image") == 1
+
+
+def test_live_stats_count_pages_not_stylesheets_sitemaps_or_robots(redis_url: str) -> None:
+    from scrapy.http import HtmlResponse, Request
+
+    from arachne.crawler.extensions import LiveStats
+    from arachne.crawler.spiders.campaign import AUX_META
+    from arachne.queue import stats as st
+
+    live = LiveStats(redis_url, "counted")
+    page = Request("https://site.test/a.html")
+    live.response_received(HtmlResponse(page.url, body=b"<html></html>"), page)
+    for url, kind in (
+        ("https://site.test/s.css", "stylesheet"),
+        ("https://site.test/sitemap.xml", "sitemap"),
+    ):
+        aux = Request(url, meta={AUX_META: kind})
+        live.response_received(HtmlResponse(url, body=b""), aux)
+    robots = Request("https://site.test/robots.txt")
+    live.response_received(HtmlResponse(robots.url, body=b""), robots)
+    assert live.stats.get_all().get(st.PAGES_CRAWLED) == 1

@@ -32,7 +32,8 @@ class LiveStats:
         return ext
 
     def response_received(self, response: Response, request: Request, **_: Any) -> None:
-        if request.url.endswith("/robots.txt"):
+        # robots.txt (Scrapy's or the spider's), stylesheets and sitemaps are not pages.
+        if request.url.endswith("/robots.txt") or request.meta.get("arachne_aux"):
             return
         self.stats.inc(st.PAGES_CRAWLED if response.status < 400 else st.PAGES_ERRORS)
 

@@ -38,6 +38,8 @@ from arachne.crawler.extract.urls import absolute
 from arachne.crawler.scope import Scope, normalize_url, trap_reason
 from arachne.queue.enqueue import ImageRef
 
+AUX_META = "arachne_aux"
+"""Request meta key marking a stylesheet/robots/sitemap fetch (its value: the kind)."""
 MAX_STYLESHEETS = 2_000
 """Stylesheets fetched per crawl: sites share a handful, so this is only a safety bound."""
 MAX_IMPORT_DEPTH = 3
@@ -141,7 +143,12 @@ class CampaignSpider(scrapy.Spider):
         self._aux_counts[kind] += 1
         self.crawler.stats.inc_value(f"arachne/{kind}/requested")
         return scrapy.Request(
-            url, callback=callback, errback=self.aux_failed, cb_kwargs=cb_kwargs, priority=1
+            url,
+            callback=callback,
+            errback=self.aux_failed,
+            cb_kwargs=cb_kwargs,
+            priority=1,
+            meta={AUX_META: kind},  # not a page: LiveStats does not count it as one
         )
 
     def headers_received(
