@@ -110,9 +110,15 @@ def queue_state(redis: Redis, settings: Settings) -> QueueState:
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # Children write logs to our stderr so `--json` output on stdout stays clean.
+    # Children write logs to our stderr so `--json` output on stdout stays clean. Their own
+    # session: Ctrl-C reaches only this process, which stops them in order (a worker
+    # signalled twice, by the terminal and by `_stop`, would abandon its batch).
     return subprocess.Popen(
-        [sys.executable, "-m", "arachne", *args], env=env, stdout=sys.stderr, stderr=sys.stderr
+        [sys.executable, "-m", "arachne", "--quiet-stop", *args],
+        env=env,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
+        start_new_session=True,
     )
 
 
@@ -180,10 +186,9 @@ def run_campaign(
         status = "stopped"
         raise
     finally:
-        _stop(worker_procs)
-        if crawl.poll() is None:
-            crawl.terminate()
-            crawl.wait(30)
+        # Together, under one deadline; one that will not stop in time is killed rather
+        # than left running without its parent (and the embedded Valkey it needs).
+        _stop([crawl, *worker_procs])
         # Whatever ended the run, the store says so and keeps the counters.
         live: dict[str, int] | None = None
         with contextlib.suppress(Exception):

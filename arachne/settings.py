@@ -7,10 +7,13 @@ file named by ``ARACHNE_CONFIG``). Nothing below an entry point reads ``os.envir
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,8 +21,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from arachne.errors import ConfigError
+
 CONFIG_ENV = "ARACHNE_CONFIG"
 DEFAULT_CONFIG_FILE = "arachne.toml"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+"""URL schemes redis-py connects with; anything else fails later, far from the setting."""
 
 
 class Settings(BaseSettings):
@@ -165,6 +172,15 @@ class Settings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8377
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str | None) -> str | None:
+        # Only the scheme is quoted back: the rest of the URL may hold a password.
+        if url is not None and url.partition("://")[0].lower() not in REDIS_SCHEMES:
+            schemes = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
+            raise ValueError(f"must start with {schemes} (got {url.partition(':')[0]!r}:...)")
+        return url
+
     @property
     def db_url(self) -> str:
         if self.database_url:
@@ -184,7 +200,7 @@ class Settings(BaseSettings):
         return (
             init_settings,
             env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+            _CheckedToml(settings_cls, toml_file=toml_path),
         )
 
     def child_env(self) -> dict[str, str]:
@@ -202,3 +218,72 @@ class Settings(BaseSettings):
             else:
                 env[generic] = value
         return env
+
+
+class _CheckedToml(TomlConfigSettingsSource):
+    """The TOML file source, refusing unknown keys: a misspelt setting would otherwise be
+    dropped silently and its default used."""
+
+    def __init__(self, settings_cls: type[BaseSettings], toml_file: Path) -> None:
+        self._path = toml_file
+        try:
+            super().__init__(settings_cls, toml_file=toml_file)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{toml_file}: not valid TOML ({exc})") from None
+        known = list(settings_cls.model_fields)
+        for key in self.toml_data:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"{toml_file}: unknown setting {key!r}{hint}")
+
+
+def _env_names(name: str) -> list[str]:
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(c) for c in alias.choices if str(c).isupper()]
+    return [f"ARACHNE_{name.upper()}"]
+
+
+def _field_name(loc: str) -> str:
+    """The field behind an error location, which is the alias when one was used."""
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if loc == name or (isinstance(alias, AliasChoices) and loc in map(str, alias.choices)):
+            return name
+    return loc
+
+
+def _secret(name: str) -> bool:
+    return any(word in name for word in ("password", "secret", "url"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings for an entry point; a bad value is a ``ConfigError`` naming the setting and
+    where it came from (one line per setting), never a pydantic traceback."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = _field_name(str(error["loc"][0])) if error["loc"] else "?"
+            lines.append(f"setting {name} ({_origin(name, overrides)}): {_describe(name, error)}")
+        # operator_errors prefixes the first line; the others get the same prefix here.
+        raise ConfigError("\nerror: ".join(lines)) from None
+
+
+def _origin(name: str, overrides: dict[str, Any]) -> str:
+    if name in Settings.model_fields:
+        for env in _env_names(name):
+            if env in os.environ:
+                return env
+    if name in overrides:
+        return "command-line option"
+    return os.environ.get(CONFIG_ENV, DEFAULT_CONFIG_FILE)
+
+
+def _describe(name: str, error: Any) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if _secret(name) or "input" not in error:
+        return message
+    return f"{message} (got {error['input']!r})"

@@ -28,6 +28,14 @@ def crawl(ctx: Ctx, name: str) -> None:
             seeds, scope = list(campaign.seeds), Scope.from_json(campaign.scope)
         with redis_url_for(s) as url:
             stats = run_crawl(s, url, name, seeds, scope)
+    if stats.get("finish_reason") == "shutdown":  # Scrapy caught SIGINT/SIGTERM
+        if not ctx.quiet_stop:
+            click.echo(
+                f"stopped (interrupted): the crawl of {name!r} ended early after "
+                f"{stats.get('response_received_count', 0)} responses",
+                err=True,
+            )
+        sys.exit(130)
     click.echo(
         f"crawl of {name!r} finished: {stats.get('response_received_count', 0)} responses, "
         f"{stats.get('item_scraped_count', 0)} image references",

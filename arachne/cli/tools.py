@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
-from arachne.settings import Settings
 
 
 @cli.command("hash")
@@ -53,7 +52,7 @@ def dashboard(ctx: Ctx, host: str | None, port: int | None) -> None:
     from arachne.dashboard.app import run_dashboard
 
     extra = {k: v for k, v in (("dashboard_host", host), ("dashboard_port", port)) if v}
-    settings = Settings(**ctx.overrides, **extra)
+    settings = ctx.settings_with(**extra)
     click.echo(
         f"dashboard on http://{settings.dashboard_host}:{settings.dashboard_port}/", err=True
     )

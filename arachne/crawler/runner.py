@@ -32,6 +32,8 @@ def scrapy_settings(
         "LOG_LEVEL": "WARNING",
         "LOG_INSTALL_ROOT_HANDLER": False,  # the CLI configured logging already
         "DEPTH_LIMIT": 0,  # the spider enforces scope.max_depth itself
+        # Before robots.txt (100): a refused host is never asked for its robots.txt either.
+        "DOWNLOADER_MIDDLEWARES": {"arachne.crawler.middlewares.PublicAddressGuard": 50},
         "ITEM_PIPELINES": {"arachne.crawler.pipelines.QueuePipeline": 100},
         "EXTENSIONS": {"arachne.crawler.extensions.LiveStats": 100},
         "ARACHNE_SETTINGS": settings,

@@ -12,6 +12,7 @@ import fcntl
 import json
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,7 +68,14 @@ class EmbeddedValkey:
             appendonly="yes",
             appendfsync="everysec",
         )
-        server.start(timeout=30)
+        # Ctrl-C signals the terminal's whole process group: a server in it would stop at
+        # the same moment as the workers still finishing their batches through it. Started
+        # with SIGINT blocked (the mask survives exec), it stops when its owner says so.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            server.start(timeout=30)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self._server = server
         self.url = server.connection_url
         _state_file(self.dir.parent).write_text(

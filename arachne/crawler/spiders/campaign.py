@@ -35,6 +35,7 @@ from arachne.crawler.extract import (
 )
 from arachne.crawler.extract.datauri import DataURIError
 from arachne.crawler.extract.urls import absolute
+from arachne.crawler.middlewares import PageBlocked
 from arachne.crawler.scope import Scope, normalize_url, trap_reason
 from arachne.queue.enqueue import ImageRef
 
@@ -163,6 +164,8 @@ class CampaignSpider(scrapy.Spider):
         """A page that could not be fetched at all (after Scrapy's retries) is counted."""
         if failure.check(HttpError):
             return  # an error status: LiveStats counted it when the response arrived
+        if failure.check(PageBlocked):
+            return  # refused by the address guard, which counted it as page_blocked
         self.crawler.stats.inc_value("arachne/page_errors")
         self.crawler.signals.send_catch_log(signal=page_failed, failure=failure)
 
