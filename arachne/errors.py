@@ -57,3 +57,7 @@ class BootstrapError(ArachneError):
 
 class StoreBusy(ArachneError):
     """Another process holds a store-wide lock (e.g. it is sending notices right now)."""
+
+
+class CampaignBusy(ArachneError):
+    """Another process is running this campaign right now."""

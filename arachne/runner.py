@@ -8,12 +8,16 @@ they share the embedded Valkey this process started (or the external Redis).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -21,7 +25,8 @@ from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from arachne.errors import ArachneError
+from arachne.errors import ArachneError, CampaignBusy
+from arachne.queue import keys
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queues
 from arachne.settings import Settings
@@ -203,6 +208,29 @@ def run_campaign(
     summary["jobs_failed"] = queue_state(redis, settings).failed
     summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
     return summary
+
+
+@contextlib.contextmanager
+def single_run(store: Store, redis: Redis, name: str) -> Iterator[None]:
+    """Hold campaign ``name`` for this process: a second `arachne run NAME`, here or on any
+    machine sharing the store, is refused with who holds it."""
+    lock = "run-" + hashlib.sha1(name.encode()).hexdigest()[:16]
+    key = keys.campaign_runner(name)
+    with store.exclusive(lock, wait=False) as held:
+        if not held:
+            holder = redis.get(key)
+            who = holder.decode() if holder else "another process"
+            raise CampaignBusy(
+                f"campaign {name!r} is already being run by {who}; wait for it to finish "
+                "or stop that process"
+            )
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        redis.set(key, f"{socket.gethostname()} pid {os.getpid()} since {since}")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                redis.delete(key)
 
 
 def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:

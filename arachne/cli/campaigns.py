@@ -1,6 +1,8 @@
-"""`arachne campaign create|list`."""
+"""`arachne campaign create|list|show`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -15,7 +17,12 @@ def campaign_group() -> None:
 
 @campaign_group.command("create")
 @click.argument("name")
-@click.option("--seed", "seeds", multiple=True, required=True, help="Start URL (repeatable).")
+@click.option("--seed", "seeds", multiple=True, help="Start URL (repeatable).")
+@click.option(
+    "--seeds-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="More start URLs: one a line; blank lines and # comments are skipped.",
+)
 @click.option(
     "--allow-host",
     "hosts",
@@ -44,6 +51,7 @@ def campaign_create(
     ctx: Ctx,
     name: str,
     seeds: tuple[str, ...],
+    seeds_file: Path | None,
     hosts: tuple[str, ...],
     max_depth: int | None,
     max_pages: int | None,
@@ -56,9 +64,15 @@ def campaign_create(
     from arachne.store.db import Store
 
     s = ctx.settings
-    for seed in seeds:
+    checked = [(seed, "--seed") for seed in seeds]
+    if seeds_file is not None:
+        checked += [(seed, f"{seeds_file}:{n}") for n, seed in read_seeds(seeds_file)]
+    if not checked:
+        raise click.UsageError("give at least one --seed URL or a --seeds-file")
+    for seed, where in checked:
         if not seed.startswith(("http://", "https://")):
-            raise click.BadParameter(f"{seed!r} is not an http(s) URL", param_hint="--seed")
+            raise click.BadParameter(f"{seed!r} is not an http(s) URL", param_hint=where)
+    seeds = tuple(dict.fromkeys(seed for seed, _ in checked))
     try:
         scope = Scope.for_seeds(
             seeds,
@@ -100,3 +114,62 @@ def campaign_list(ctx: Ctx, as_json: bool) -> None:
         return
     for r in rows:
         click.echo(f"{r['name']:24} {r['status']:10} {', '.join(r['seeds'])}")
+
+
+def read_seeds(path: Path) -> list[tuple[int, str]]:
+    """(line number, URL) for each seed line of a seeds file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--seeds-file") from None
+    seeds = []
+    for n, line in enumerate(text.splitlines(), 1):
+        url = line.split(" #", 1)[0].strip()
+        if url and not url.startswith("#"):
+            seeds.append((n, url))
+    return seeds
+
+
+@campaign_group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+def campaign_show(ctx: Ctx, name: str, as_json: bool) -> None:
+    """Campaign NAME: seeds, scope, status and times, with its figures."""
+    from arachne.report import live_stats
+    from arachne.store.db import Store
+    from arachne.store.summary import campaign_summary, get_campaign
+
+    s = ctx.settings
+    with operator_errors(), Store.open(s).session() as session:
+        c = get_campaign(session, name)
+        data = {
+            "name": c.name,
+            "status": c.status,
+            "seeds": c.seeds,
+            "scope": c.scope,
+            "created_at": c.created_at.isoformat(),
+            "started_at": c.started_at.isoformat() if c.started_at else None,
+            "finished_at": c.finished_at.isoformat() if c.finished_at else None,
+            "summary": campaign_summary(session, name, live_stats(s, name)),
+        }
+    if as_json:
+        echo_json(data)
+        return
+    scope = data["scope"]
+    click.echo(f"campaign   {data['name']} ({data['status']})")
+    click.echo(f"seeds      {', '.join(data['seeds'])}")
+    click.echo(
+        f"scope      hosts {', '.join(scope.get('allowed_hosts', []))}; depth ≤ "
+        f"{scope.get('max_depth')}, pages ≤ {scope.get('max_pages')}, "
+        f"priority {scope.get('priority', 'normal')}"
+    )
+    click.echo(
+        f"times      created {data['created_at']}, started {data['started_at'] or '-'}, "
+        f"finished {data['finished_at'] or '-'}"
+    )
+    summary = data["summary"]
+    click.echo(
+        f"figures    {summary['pages']} pages, {summary['images_queued']} images queued, "
+        f"{summary['matches']['urls']} matched URLs, {summary['notices']['total']} notices"
+    )

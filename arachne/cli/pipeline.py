@@ -76,18 +76,14 @@ def run(ctx: Ctx, name: str, workers: int | None, as_json: bool) -> None:
     """Crawl campaign NAME with workers alongside until every queued image is matched."""
     from arachne.queue.connection import redis_from_url, redis_url_for
     from arachne.report import print_progress, print_summary
-    from arachne.runner import run_campaign
+    from arachne.runner import run_campaign, single_run
     from arachne.store.db import Store
 
     s = ctx.settings
     with operator_errors(), redis_url_for(s) as url:
-        summary = run_campaign(
-            s,
-            Store.open(s),
-            redis_from_url(url),
-            url,
-            name,
-            workers=workers,
-            progress=print_progress,
-        )
+        store, redis = Store.open(s), redis_from_url(url)
+        with single_run(store, redis, name):
+            summary = run_campaign(
+                s, store, redis, url, name, workers=workers, progress=print_progress
+            )
     echo_json(summary) if as_json else print_summary(summary)

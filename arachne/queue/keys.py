@@ -29,3 +29,9 @@ def notices_tick() -> str:
     """STRING: id of the scheduled notices tick job (re-checks, reminders); its owner alone
     schedules the next one, so at most one tick chain runs however many workers start."""
     return f"{PREFIX}:notices:tick"
+
+
+def campaign_runner(campaign: str) -> str:
+    """STRING: who is running the campaign now ("host pid N since ..."), for the message a
+    second `arachne run` prints; the lock itself is the store's (released if its holder dies)."""
+    return f"{PREFIX}:campaign:{campaign}:runner"
