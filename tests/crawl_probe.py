@@ -58,7 +58,7 @@ def _arachne(args: dict[str, Any]) -> dict[str, Any]:
     from arachne.settings import Settings
 
     settings = Settings(data_dir=args["data_dir"], **args["settings"])
-    scope = Scope.for_seeds(args["seeds"])
+    scope = Scope.for_seeds(args["seeds"], robots=args.get("robots", "obey"))
     return run_crawl(settings, args["redis_url"], "probe", args["seeds"], scope)
 
 

@@ -40,6 +40,12 @@ def campaign_group() -> None:
     help="Pages crawled at most (default from settings: 10000).",
 )
 @click.option(
+    "--robots",
+    type=click.Choice(["obey", "record", "ignore"]),
+    help="robots.txt: obey it, crawl anyway but count what it disallows (record), or ignore "
+    "it [default: obey, or ignore with ARACHNE_OBEY_ROBOTS=false].",
+)
+@click.option(
     "--priority",
     type=click.Choice(list(PRIORITIES)),
     default="normal",
@@ -55,6 +61,7 @@ def campaign_create(
     hosts: tuple[str, ...],
     max_depth: int | None,
     max_pages: int | None,
+    robots: str | None,
     priority: str,
 ) -> None:
     """Create campaign NAME. Scope limits the pages followed; images embedded on those pages
@@ -80,6 +87,7 @@ def campaign_create(
             max_depth=max_depth if max_depth is not None else s.max_depth,
             max_pages=max_pages if max_pages is not None else s.max_pages,
             priority=priority,
+            robots=robots or ("obey" if s.obey_robots else "ignore"),
         )
     except ValueError as exc:  # no host, malformed IPv6 literal, bad port
         raise click.BadParameter(str(exc), param_hint="--seed") from None
@@ -87,7 +95,8 @@ def campaign_create(
         create_campaign(session, name, list(seeds), scope.as_json())
     click.echo(
         f"created campaign {name!r}: {len(seeds)} seed(s), hosts {sorted(scope.allowed_hosts)}, "
-        f"depth ≤ {scope.max_depth}, pages ≤ {scope.max_pages}, priority {scope.priority}"
+        f"depth ≤ {scope.max_depth}, pages ≤ {scope.max_pages}, priority {scope.priority}, "
+        f"robots.txt {scope.robots}"
     )
 
 
@@ -162,7 +171,7 @@ def campaign_show(ctx: Ctx, name: str, as_json: bool) -> None:
     click.echo(
         f"scope      hosts {', '.join(scope.get('allowed_hosts', []))}; depth ≤ "
         f"{scope.get('max_depth')}, pages ≤ {scope.get('max_pages')}, "
-        f"priority {scope.get('priority', 'normal')}"
+        f"priority {scope.get('priority', 'normal')}, robots.txt {scope.get('robots', 'obey')}"
     )
     click.echo(
         f"times      created {data['created_at']}, started {data['started_at'] or '-'}, "

@@ -12,14 +12,25 @@ from arachne.crawler.scope import Scope
 from arachne.crawler.spiders.campaign import CampaignSpider
 from arachne.settings import Settings
 
+ROBOTS_MIDDLEWARE = "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"
+
 
 def scrapy_settings(
-    settings: Settings, redis_url: str, campaign: str, priority: str = "normal"
+    settings: Settings,
+    redis_url: str,
+    campaign: str,
+    priority: str = "normal",
+    robots: str = "obey",
 ) -> dict[str, Any]:
+    # Before robots.txt (100): a refused host is never asked for its robots.txt either.
+    middlewares: dict[str, int | None] = {"arachne.crawler.middlewares.PublicAddressGuard": 50}
+    if robots == "record":  # robots.txt read and what it disallows counted, then crawled
+        middlewares[ROBOTS_MIDDLEWARE] = None
+        middlewares["arachne.crawler.middlewares.RecordingRobotsTxt"] = 100
     return {
         "BOT_NAME": "arachne",
         "USER_AGENT": settings.user_agent,
-        "ROBOTSTXT_OBEY": settings.obey_robots,
+        "ROBOTSTXT_OBEY": settings.obey_robots and robots != "ignore",
         "CONCURRENT_REQUESTS": settings.crawl_concurrency,
         "CONCURRENT_REQUESTS_PER_DOMAIN": settings.crawl_concurrency_per_host,
         "DOWNLOAD_DELAY": settings.crawl_delay,
@@ -32,8 +43,7 @@ def scrapy_settings(
         "LOG_LEVEL": "WARNING",
         "LOG_INSTALL_ROOT_HANDLER": False,  # the CLI configured logging already
         "DEPTH_LIMIT": 0,  # the spider enforces scope.max_depth itself
-        # Before robots.txt (100): a refused host is never asked for its robots.txt either.
-        "DOWNLOADER_MIDDLEWARES": {"arachne.crawler.middlewares.PublicAddressGuard": 50},
+        "DOWNLOADER_MIDDLEWARES": middlewares,
         "ITEM_PIPELINES": {"arachne.crawler.pipelines.QueuePipeline": 100},
         "EXTENSIONS": {"arachne.crawler.extensions.LiveStats": 100},
         "ARACHNE_SETTINGS": settings,
@@ -48,7 +58,9 @@ def run_crawl(
 ) -> dict[str, Any]:
     """Crawl until the frontier is empty or the page cap is hit; returns Scrapy's stats."""
     level = logging.getLogger().level or logging.WARNING
-    process = CrawlerProcess(scrapy_settings(settings, redis_url, campaign, scope.priority))
+    process = CrawlerProcess(
+        scrapy_settings(settings, redis_url, campaign, scope.priority, scope.robots)
+    )
     crawler = process.create_crawler(CampaignSpider)
     process.crawl(crawler, campaign=campaign, seeds=seeds, scope=scope)
     # Scrapy lowers the root logger to DEBUG; keep the CLI's choice (-v or not).

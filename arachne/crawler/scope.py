@@ -42,6 +42,10 @@ def trap_reason(url: str) -> str | None:
     return None
 
 
+ROBOTS_POLICIES = ("obey", "record", "ignore")
+"""robots.txt per campaign: obey it, crawl anyway but count what it disallowed, or ignore it."""
+
+
 @dataclass(frozen=True)
 class Scope:
     allowed_hosts: frozenset[str]
@@ -49,6 +53,7 @@ class Scope:
     max_pages: int = 10_000
     include_subdomains: bool = True
     priority: str = "normal"  # which image queue its batches go to (high/normal/low)
+    robots: str = "obey"  # obey | record (crawl, but count what robots.txt disallowed) | ignore
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -60,13 +65,22 @@ class Scope:
         max_depth: int = 5,
         max_pages: int = 10_000,
         priority: str = "normal",
+        robots: str = "obey",
     ) -> Scope:
         hosts = {h.lower().strip() for h in allow_hosts if h.strip()}
         hosts |= {host_of(s) for s in seeds}
         hosts.discard("")  # an empty host would allow every name ending in "."
         if not hosts:
             raise ValueError("no host to crawl: seeds must be absolute http(s) URLs")
-        return cls(frozenset(hosts), max_depth=max_depth, max_pages=max_pages, priority=priority)
+        if robots not in ROBOTS_POLICIES:
+            raise ValueError(f"robots policy must be one of {', '.join(ROBOTS_POLICIES)}")
+        return cls(
+            frozenset(hosts),
+            max_depth=max_depth,
+            max_pages=max_pages,
+            priority=priority,
+            robots=robots,
+        )
 
     def allows(self, url: str) -> bool:
         parts = urlsplit(url)
@@ -86,6 +100,7 @@ class Scope:
             "max_pages": self.max_pages,
             "include_subdomains": self.include_subdomains,
             "priority": self.priority,
+            "robots": self.robots,
         }
 
     @classmethod
@@ -96,4 +111,5 @@ class Scope:
             max_pages=int(data.get("max_pages", 10_000)),
             include_subdomains=bool(data.get("include_subdomains", True)),
             priority=str(data.get("priority", "normal")),
+            robots=str(data.get("robots", "obey")),  # campaigns made before it was a choice
         )
