@@ -664,6 +664,7 @@ def test_scope_limits_and_json_round_trip() -> None:
         "max_pages": 7,
         "include_subdomains": True,
         "priority": "normal",
+        "robots": "obey",
     }
     assert Scope.from_json(data) == scope
     strict = Scope(frozenset({"x.test"}), max_depth=1, max_pages=3, include_subdomains=False)
