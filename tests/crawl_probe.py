@@ -62,6 +62,22 @@ def _arachne(args: dict[str, Any]) -> dict[str, Any]:
     return run_crawl(settings, args["redis_url"], "probe", args["seeds"], scope)
 
 
+def run_probe(mode: str, args: dict[str, Any], timeout: float = 120) -> tuple[dict[str, Any], str]:
+    """Run this module as a crawl in a subprocess; returns (its stats, its stderr)."""
+    import subprocess
+    from pathlib import Path
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.crawl_probe", mode, json.dumps(args)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     mode, raw = sys.argv[1], json.loads(sys.argv[2])

@@ -7,9 +7,6 @@ for "private": a page on 127.0.0.2 redirects to 127.0.0.3 and to ``localhost``.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REDIS_TEST_URL
+from tests.crawl_probe import run_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,16 +64,7 @@ def servers(*hosts: str) -> Iterator[list[_Server]]:
             s.httpd.server_close()
 
 
-def probe(mode: str, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.crawl_probe", mode, json.dumps(args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+probe = run_probe
 
 
 def test_redirect_hops_to_refused_addresses_are_not_requested() -> None:

@@ -3,9 +3,6 @@ ignore. Real crawls through ``run_crawl`` in a subprocess, against a loopback si
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +14,7 @@ import pytest
 
 from arachne.crawler.scope import Scope
 from tests.conftest import REDIS_TEST_URL
+from tests.crawl_probe import run_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
@@ -61,15 +59,7 @@ def crawl(tmp_path: Path, base: str, robots: str) -> dict[str, Any]:
         "settings": {"allow_private_networks": True},
         "robots": robots,
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.crawl_probe", "arachne", json.dumps(args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_probe("arachne", args)[0]
 
 
 @pytest.mark.parametrize(
