@@ -17,8 +17,6 @@ from typing import Any
 from tests.conftest import REDIS_TEST_URL
 from tests.crawl_probe import run_probe
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 class _Server:
     """A loopback HTTP server that records the paths asked for; ``/go?to=URL`` redirects."""

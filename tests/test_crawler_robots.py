@@ -16,7 +16,6 @@ from arachne.crawler.scope import Scope
 from tests.conftest import REDIS_TEST_URL
 from tests.crawl_probe import run_probe
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
     "/robots.txt": ("text/plain", b"User-agent: *\nDisallow: /private/\n"),
     "/": ("text/html", b'<a href="/open.html">open</a> <a href="/private/p.html">private</a>'),
