@@ -35,9 +35,11 @@ def serve_slow(
     host: str = "127.0.0.1",
     delay: float = 0.0,
     failures: dict[str, int] | None = None,
+    headers: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[str]:
     """Like ``serve``, answering each request after ``delay`` seconds; a path in
-    ``failures`` answers 503 that many times before it works."""
+    ``failures`` answers 503 that many times before it works; ``headers``: extra response
+    headers per path."""
     failing = dict(failures or {})
 
     async def handler(request: web.Request) -> web.Response:
@@ -47,7 +49,8 @@ def serve_slow(
             failing[request.path] -= 1
             return web.Response(status=503, text="try later")
         status, ctype, body = routes.get(request.path, (404, "text/plain", b"not found"))
-        return web.Response(status=status, body=body, content_type=ctype)
+        extra = (headers or {}).get(request.path, {})
+        return web.Response(status=status, body=body, content_type=ctype, headers=extra)
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

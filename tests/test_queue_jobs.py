@@ -145,6 +145,32 @@ def test_transient_failures_are_refetched_later_not_recorded(
     assert rows["other.jpg"] == "http_503"
 
 
+def test_a_refetch_waits_for_the_servers_retry_after(context: jobs.WorkerContext) -> None:
+    import time
+
+    from rq.registry import ScheduledJobRegistry
+
+    from arachne.queue.connection import image_queue
+    from tests.imageserver import serve_slow
+
+    routes = {
+        "/busy.jpg": (429, "text/plain", b"slow down"),
+        "/hostile.jpg": (503, "text/plain", b"later"),
+    }
+    waits = {"/busy.jpg": {"Retry-After": "600"}, "/hostile.jpg": {"Retry-After": "99999999"}}
+    queue = image_queue(context.redis, context.settings)
+    scheduled = ScheduledJobRegistry(queue=queue)
+    with serve_slow(routes, headers=waits) as base:
+        for path, expected in (("/busy.jpg", 600), ("/hostile.jpg", jobs.RETRY_AFTER_CAP)):
+            before = set(scheduled.get_job_ids())
+            started = time.time()
+            jobs.process_batch("c1", [{"url": base + path, "page": None}])
+            (job_id,) = set(scheduled.get_job_ids()) - before
+            delay = scheduled.get_scheduled_time(job_id).timestamp() - started
+            # Not the configured 30 s: the server's word, capped at an hour.
+            assert expected - 5 <= delay <= expected + 5, (path, delay)
+
+
 def test_a_large_list_uses_the_multi_index_and_still_matches(
     context: jobs.WorkerContext,
 ) -> None:

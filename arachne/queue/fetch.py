@@ -13,6 +13,8 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -22,7 +24,16 @@ from aiohttp.resolver import DefaultResolver
 from arachne.settings import Settings
 
 # Headers worth keeping as evidence and for contact resolution (CDN detection).
-KEPT_HEADERS = ("server", "via", "x-cache", "cf-ray", "x-served-by", "x-amz-cf-id", "location")
+KEPT_HEADERS = (
+    "server",
+    "via",
+    "x-cache",
+    "cf-ray",
+    "x-served-by",
+    "x-amz-cf-id",
+    "location",
+    "retry-after",  # a 429/503's wish: the re-fetch waits at least that long
+)
 
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\xff\xd8\xff", "jpeg"),
@@ -46,6 +57,22 @@ def sniff_image(head: bytes) -> str | None:
     if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis", b"heic", b"heix", b"mif1"):
         return "heif"
     return None
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 class _PeerResponse(aiohttp.ClientResponse):

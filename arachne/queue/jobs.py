@@ -28,7 +28,7 @@ from arachne.matcher.mih import LINEAR_BELOW
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queue, redis_from_settings
 from arachne.queue.enqueue import JOB_FUNC
-from arachne.queue.fetch import FetchConfig, fetch_many
+from arachne.queue.fetch import FetchConfig, fetch_many, retry_after_seconds
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.hashlists import active_entries
@@ -165,6 +165,9 @@ def get_context() -> WorkerContext:
     return _context
 
 
+RETRY_AFTER_CAP = 3600.0
+"""Seconds a server's Retry-After may delay a re-fetch at most."""
+
 TRANSIENT_ERRORS = frozenset(
     {
         "timeout",
@@ -199,8 +202,13 @@ def _schedule_refetch(
         if current is not None
         else image_queue(ctx.redis, ctx.settings)
     )
+    # A server that said when to come back (429/503 Retry-After) is not asked sooner; an
+    # hour at most, so a hostile value cannot park the URL for ever.
+    wait = float(ctx.settings.fetch_retry_delay * attempt)
+    hinted = [retry_after_seconds(o.headers.get("retry-after")) for o in outcomes]
+    wait = max([wait, *(min(h, RETRY_AFTER_CAP) for h in hinted if h is not None)])
     queue.enqueue_in(
-        timedelta(seconds=ctx.settings.fetch_retry_delay * attempt),
+        timedelta(seconds=wait),
         JOB_FUNC,
         campaign,
         payload,
