@@ -210,13 +210,17 @@ def run_campaign(
     return summary
 
 
+def run_lock(name: str) -> str:
+    """The store lock a run of campaign ``name`` holds (names may hold any character)."""
+    return "run-" + hashlib.sha1(name.encode()).hexdigest()[:16]
+
+
 @contextlib.contextmanager
 def single_run(store: Store, redis: Redis, name: str) -> Iterator[None]:
     """Hold campaign ``name`` for this process: a second `arachne run NAME`, here or on any
     machine sharing the store, is refused with who holds it."""
-    lock = "run-" + hashlib.sha1(name.encode()).hexdigest()[:16]
     key = keys.campaign_runner(name)
-    with store.exclusive(lock, wait=False) as held:
+    with store.exclusive(run_lock(name), wait=False) as held:
         if not held:
             holder = redis.get(key)
             who = holder.decode() if holder else "another process"

@@ -16,8 +16,12 @@ from arachne.settings import Settings
 from arachne.store.db import Store
 
 
-def run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), *args], env=env)
+def run(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, input_text: str | None = None
+) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(tmp_path / "data"), *args], env=env, input=input_text
+    )
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -76,4 +80,48 @@ def test_a_second_run_of_a_campaign_is_refused_with_its_holder(
     # Released when the holder finishes (or dies): the next run may start.
     with single_run(store, redis_client, "solo"):
         pass
+    store.dispose()
+
+
+def test_delete_removes_the_campaign_and_its_seen_set_but_keeps_incidents(
+    tmp_path: Path, redis_url: str, redis_client: Redis
+) -> None:
+    from arachne.queue import keys
+    from arachne.store.models import Campaign, Incident
+
+    env = {"ARACHNE_REDIS_URL": redis_url}
+    code, _, err = run(tmp_path, "campaign", "create", "old", "--seed", "https://a.example/",
+                       env=env)  # fmt: skip
+    assert code == 0, err
+    redis_client.sadd(keys.campaign_seen("old"), "seen-url-key")
+    store = Store.open(Settings(data_dir=tmp_path / "data", redis_url=redis_url))
+    with store.session() as session:
+        cid = session.query(Campaign.id).filter_by(name="old").scalar()
+        session.add(
+            Incident(
+                campaign_id=cid,
+                host="a.example",
+                url_key="k",
+                url="https://a.example/x.jpg",
+                entry_ids=[],
+                state="noticed",
+                notices_sent=1,
+                failures=0,
+                reappeared=0,
+            )
+        )
+    code, _, err = run(tmp_path, "campaign", "delete", "old", env=env, input_text="n\n")
+    assert code == 1 and "Aborted" in err  # asked, and the answer was no
+    with single_run(store, redis_client, "old"):
+        code, _, err = run(tmp_path, "campaign", "delete", "old", "--yes", env=env)
+        assert code == 2 and "is being run" in err
+    code, out, err = run(tmp_path, "campaign", "delete", "old", "--yes", env=env)
+    assert code == 0 and "deleted campaign 'old'" in out, err
+    assert not redis_client.exists(keys.campaign_seen("old"))
+    with store.session() as session:
+        assert session.query(Campaign).count() == 0
+        kept = session.query(Incident).one()
+        assert (kept.url, kept.campaign_id) == ("https://a.example/x.jpg", None)
+    code, _, err = run(tmp_path, "campaign", "delete", "old", "--yes", env=env)
+    assert code == 2 and "no campaign named 'old'" in err
     store.dispose()

@@ -1,4 +1,4 @@
-"""`arachne campaign create|list|show`."""
+"""`arachne campaign create|list|show|delete`."""
 
 from __future__ import annotations
 
@@ -182,3 +182,40 @@ def campaign_show(ctx: Ctx, name: str, as_json: bool) -> None:
         f"figures    {summary['pages']} pages, {summary['images_queued']} images queued, "
         f"{summary['matches']['urls']} matched URLs, {summary['notices']['total']} notices"
     )
+
+
+@campaign_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def campaign_delete(ctx: Ctx, name: str, yes: bool) -> None:
+    """Delete campaign NAME with its sightings, matches and live counters. Incidents and
+    notices stay (they are the hotline's record); they are no longer linked to it."""
+    from arachne.errors import CampaignBusy
+    from arachne.queue import keys
+    from arachne.queue.connection import redis_from_url, redis_url_for
+    from arachne.runner import run_lock
+    from arachne.store.campaigns import delete_campaign
+    from arachne.store.db import Store
+    from arachne.store.summary import get_campaign
+
+    s = ctx.settings
+    with operator_errors():
+        store = Store.open(s)
+        with store.session() as session:
+            get_campaign(session, name)  # unknown: one clear line, before asking
+        if not yes:
+            click.confirm(f"delete campaign {name!r} and its sightings and matches?", abort=True)
+        with store.exclusive(run_lock(name), wait=False) as free:
+            if not free:
+                raise CampaignBusy(f"campaign {name!r} is being run; stop that run first")
+            with store.session() as session:
+                delete_campaign(session, name)
+    # Its seen-set and live counters too: a campaign made again under this name must not
+    # inherit them (it would queue nothing it had seen).
+    try:
+        with redis_url_for(s) as url:
+            redis_from_url(url).delete(*keys.campaign_keys(name))
+    except Exception as exc:  # the store part is done; say what is left
+        click.echo(f"warning: live counters of {name!r} not cleared ({exc})", err=True)
+    click.echo(f"deleted campaign {name!r}")

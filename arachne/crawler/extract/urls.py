@@ -7,7 +7,7 @@ from urllib.parse import urljoin, urlsplit
 from w3lib.url import safe_url_string
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".avif", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".avif", ".tif", ".tiff", ".ico"}
 )
 
 
