@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -116,47 +116,57 @@ class Store:
         Both are released by the operating system or the server when the holder dies,
         so a crashed sender never blocks the next one.
         """
-        deadline = time.monotonic() + timeout
         if self.engine.dialect.name == "postgresql":
             key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "big")
             with self.engine.connect() as conn:
-                while not conn.execute(
-                    text("SELECT pg_try_advisory_lock(:k)"), {"k": key}
-                ).scalar():
+
+                def try_pg() -> bool:
+                    got = bool(
+                        conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+                    )
                     conn.commit()
-                    if not wait or time.monotonic() > deadline:
-                        if wait:
-                            raise StoreBusy(f"another process holds the {name!r} lock")
-                        yield False
-                        return
-                    time.sleep(0.2)
-                conn.commit()
+                    return got
+
+                held = _acquire(try_pg, name, wait, timeout)
                 try:
-                    yield True
+                    yield held
                 finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
+                    if held:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
             return
         db_path = self.engine.url.database
         if self.engine.dialect.name != "sqlite" or not db_path or db_path == ":memory:":
             yield True
             return
         with open(f"{db_path}.{name}-lock", "w") as lock:
-            while True:
+
+            def try_flock() -> bool:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
                 except BlockingIOError:
-                    if not wait or time.monotonic() > deadline:
-                        if wait:
-                            raise StoreBusy(f"another process holds the {name!r} lock") from None
-                        yield False
-                        return
-                    time.sleep(0.2)
+                    return False
+                return True
+
+            held = _acquire(try_flock, name, wait, timeout)
             try:
-                yield True
+                yield held
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                if held:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _acquire(attempt: Callable[[], bool], name: str, wait: bool, timeout: float) -> bool:
+    """Try ``attempt`` until it succeeds; without ``wait`` once. Waiting past ``timeout`` is
+    StoreBusy: a caller that chose to wait must not go on without the lock."""
+    deadline = time.monotonic() + timeout
+    while not attempt():
+        if not wait:
+            return False
+        if time.monotonic() > deadline:
+            raise StoreBusy(f"another process holds the {name!r} lock")
+        time.sleep(0.2)
+    return True
