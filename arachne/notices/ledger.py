@@ -218,13 +218,13 @@ def retire_obsolete(session: Session, now: datetime) -> int:
 def bounced_recipients(session: Session, hostname: str) -> set[str]:
     """Addresses that refused this host's notices for good and accepted none since."""
     rows = session.execute(
-        select(Notice.recipient, Notice.status, Notice.sent_at, Notice.created_at)
+        select(Notice.recipient, Notice.status)
         .join(Host, Host.id == Notice.host_id)
         .where(Host.hostname == hostname, Notice.status.in_(("failed", "sent")))
         .order_by(Notice.id)
     )
     bounced: set[str] = set()
-    for recipient, status, _sent_at, _created in rows:
+    for recipient, status in rows:
         if recipient is None:
             continue
         if status == "failed":

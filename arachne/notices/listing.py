@@ -1,4 +1,4 @@
-"""What operators look at: every notice with its state, every incident with its history."""
+"""What operators look at: every notice with its state and last error."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arachne.notices.render import iso_utc
-from arachne.store.models import Host, Incident, Notice
+from arachne.store.models import Host, Notice
 from arachne.store.summary import get_campaign
 
 
@@ -47,28 +47,4 @@ def notice_list(session: Session, campaign_name: str | None = None) -> list[dict
             "first_reference": n.first_reference,
         }
         for n, hostname in session.execute(stmt)
-    ]
-
-
-def incident_list(session: Session, campaign_name: str | None = None) -> list[dict[str, Any]]:
-    stmt = select(Incident).order_by(Incident.id)
-    if campaign_name:
-        stmt = stmt.where(Incident.campaign_id == get_campaign(session, campaign_name).id)
-    return [
-        {
-            "url": i.url,
-            "host": i.host,
-            "state": i.state,
-            "notices_sent": i.notices_sent,
-            "first_noticed_at": _iso(i.first_noticed_at),
-            "first_reference": i.first_reference,
-            "next_notice_at": _iso(i.next_notice_at),
-            "last_checked_at": _iso(i.last_checked_at),
-            "next_check_at": _iso(i.next_check_at),
-            "removed_at": _iso(i.removed_at),
-            "removal_reason": i.removal_reason,
-            "time_to_removal_seconds": i.removal_seconds,
-            "reappeared": i.reappeared,
-        }
-        for i in session.scalars(stmt)
     ]

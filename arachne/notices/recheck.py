@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arachne.matcher.hashing import hash_image_bytes
-from arachne.matcher.match import EntryRow, Matcher
+from arachne.matcher.match import Matcher
 from arachne.notices import incidents as inc_mod
 from arachne.queue.fetch import FetchConfig, FetchResult, fetch_many
 from arachne.settings import Settings
 from arachne.store.db import Store
-from arachne.store.models import HashEntry, HashList, Incident, Recheck
+from arachne.store.hashlists import active_entries
+from arachne.store.models import Incident, Recheck
 from arachne.store.summary import get_campaign
 
 FetchFn = Callable[[Sequence[str], FetchConfig], Awaitable[list[FetchResult]]]
@@ -107,28 +108,6 @@ def due_for_check(
     return list(session.scalars(stmt))
 
 
-def _active_entries(session: Session, entry_ids: set[int]) -> list[EntryRow]:
-    """The still-listed entries among these ids, as matcher rows."""
-    ids = sorted(entry_ids)
-    rows: list[EntryRow] = []
-    for start in range(0, len(ids), 500):
-        rows += [
-            (r[0], r[1], r[2], r[3], r[4])
-            for r in session.execute(
-                select(
-                    HashEntry.id,
-                    HashEntry.list_id,
-                    HashEntry.kind,
-                    HashEntry.value,
-                    func.coalesce(HashEntry.threshold, HashList.threshold),
-                )
-                .join(HashList, HashList.id == HashEntry.list_id)
-                .where(HashEntry.id.in_(ids[start : start + 500]), HashEntry.deleted_at.is_(None))
-            )
-        ]
-    return rows
-
-
 def recheck_incidents(
     store: Store,
     settings: Settings,
@@ -149,7 +128,7 @@ def recheck_incidents(
             limit = settings.recheck_batch if due_only else None
             incidents = due_for_check(session, when, campaign_id, due_only=due_only, limit=limit)
             wanted = {e for inc in incidents for e in (inc.entry_ids or [])}
-            rows = _active_entries(session, wanted)
+            rows = list(active_entries(session, ids=wanted))
         listed = {row[0] for row in rows}
         if matcher is None:
             # "Still up" means it still matches its own list entries (a worker passes its

@@ -31,7 +31,6 @@ from arachne.store.db import Store
 from arachne.store.summary import get_campaign
 
 log = logging.getLogger(__name__)
-LOCK = inc_mod.LOCK
 
 __all__ = ["NoticeOutcome", "SendReport", "notice_reference", "send_notices", "url_set_hash"]
 
@@ -87,7 +86,7 @@ def send_notices(
     if resolver is None:
         resolver = default_resolver(settings, store)
     # A dry run changes no notice, so it needs no lock; a real run waits for the other.
-    with nullcontext(True) if (dry_run or not lock) else store.exclusive(LOCK):
+    with nullcontext(True) if (dry_run or not lock) else store.exclusive(inc_mod.LOCK):
         return _send(
             store,
             settings,

@@ -331,14 +331,22 @@ def list_summaries(store: Store) -> list[dict[str, Any]]:
         ]
 
 
+_ID_CHUNK = 500
+"""Entry ids per ``IN (...)`` when asking for given entries."""
+
+
 def active_entries(
-    session: Session, kinds: Iterable[str] | None = None, min_id: int | None = None
+    session: Session,
+    kinds: Iterable[str] | None = None,
+    min_id: int | None = None,
+    ids: Iterable[int] | None = None,
 ) -> Iterator[tuple[int, int, str, str, int | None]]:
     """Stream ``(entry_id, list_id, kind, value, threshold)`` for every active entry.
 
     ``threshold`` is the entry's own, else its list's, else None (the global default).
     Rows arrive in id order, in batches, so a matcher can build an index over millions of
-    entries without holding ORM objects. ``kinds`` restricts to those hash kinds.
+    entries without holding ORM objects. ``kinds`` restricts to those hash kinds; ``ids``
+    to those entries (asked in chunks, so any number of ids stays within SQL's limits).
     """
     stmt = (
         select(
@@ -357,4 +365,10 @@ def active_entries(
         stmt = stmt.where(_ENTRIES.c.kind.in_(list(kinds)))
     if min_id is not None:  # only entries added since a worker last loaded (see jobs.py)
         stmt = stmt.where(_ENTRIES.c.id >= min_id)
-    yield from map(tuple, session.execute(stmt))
+    if ids is None:
+        yield from map(tuple, session.execute(stmt))
+        return
+    wanted = sorted(set(ids))
+    for start in range(0, len(wanted), _ID_CHUNK):
+        chunk = wanted[start : start + _ID_CHUNK]
+        yield from map(tuple, session.execute(stmt.where(_ENTRIES.c.id.in_(chunk))))
