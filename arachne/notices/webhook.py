@@ -11,19 +11,17 @@ transient; other statuses are permanent.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import hashlib
 import hmac
 import json
-from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from arachne import __version__
+from arachne.aio import run_sync
 from arachne.errors import ConfigError, DeliveryError
 from arachne.notices.channel import DeliveryReceipt
 from arachne.notices.render import RenderedNotice, iso_utc
@@ -34,22 +32,11 @@ if TYPE_CHECKING:
 SIGNATURE_HEADER = "X-Arachne-Signature"
 REFERENCE_HEADER = "X-Arachne-Reference"
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
-T = TypeVar("T")
 
 
 def sign(secret: str, body: bytes) -> str:
     """The signature header's value for these body bytes."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, even inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # never block a live loop's thread
-        return pool.submit(asyncio.run, coro).result()
 
 
 class WebhookNotifier:
@@ -95,7 +82,7 @@ class WebhookNotifier:
             SIGNATURE_HEADER: sign(self.secret, body),
             REFERENCE_HEADER: rendered.reference,
         }
-        return _run(self._post(body, headers))
+        return run_sync(lambda: self._post(body, headers))
 
     async def _post(self, body: bytes, headers: dict[str, str]) -> DeliveryReceipt:
         where = f"webhook {self.url}"

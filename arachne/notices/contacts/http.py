@@ -13,14 +13,14 @@ import ipaddress
 import json
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from arachne.aio import run_sync
 from arachne.queue.fetch import BlockedAddress, PublicOnlyResolver, is_public, retry_after_seconds
 from arachne.settings import Settings
 
@@ -30,7 +30,6 @@ DEFAULT_BACKOFF = 60.0  # a 429 without a usable Retry-After blocks the registry
 ACCEPT = "application/rdap+json, application/json;q=0.9"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,16 +68,6 @@ class TokenBucket:
             tokens = min(self.burst, tokens + (now - at) * self.rate) - 1.0
             self._state[key] = (tokens, now)
             return 0.0 if tokens >= 0 else -tokens / self.rate
-
-
-def run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine from sync code, also when the caller already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 class RdapHttp:
