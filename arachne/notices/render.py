@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from arachne.clock import iso_utc
 from arachne.errors import XarfInvalid
 from arachne.notices.classify import Classifier
 from arachne.notices.sender import SenderIdentity, sender_identity
-from arachne.notices.xarf_report import XARF_VERSION, build_report, iso_utc, xarf_url
+from arachne.notices.xarf_report import XARF_VERSION, build_report, xarf_url
 
 if TYPE_CHECKING:
     from arachne.settings import Settings

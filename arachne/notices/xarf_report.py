@@ -33,7 +33,6 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -41,6 +40,7 @@ import idna
 import pydantic
 import xarf
 
+from arachne.clock import iso_utc
 from arachne.errors import XarfInvalid
 from arachne.notices.sender import address_domain, is_address, is_hostname
 
@@ -72,13 +72,6 @@ _TAG_BAD = re.compile(r"[^a-z0-9_+-]+")
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
 _SAFE_QUERY = _SAFE_PATH + "?"
 _URI = re.compile(r"^https?://[\x21-\x7e]+$")
-
-
-def iso_utc(when: datetime) -> str:
-    """ISO-8601 in UTC with a Z; naive datetimes (SQLite hands those back) are UTC."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from arachne.clock import iso_utc, utcnow
 from arachne.errors import ConfigError
-from arachne.notices.contacts.model import ChainStep, Clock, Contact, iso, utcnow
+from arachne.notices.contacts.model import ChainStep, Clock, Contact
 from arachne.notices.contacts.names import EMAIL_RE, is_ip, normalise_host
 
 _ENTRY_KEYS = frozenset({"email", "provider", "is_cdn", "country", "language"})
@@ -45,12 +46,12 @@ class OverridesResolver:
         if hit is None:
             return None
         key, contact = hit
-        step = ChainStep("override", key, "ok", f"{self.path}", at=iso(self.now()))
+        step = ChainStep("override", key, "ok", f"{self.path}", at=iso_utc(self.now()))
         return replace(contact, chain=(step,))
 
     def miss(self, hostname: str, ip: str | None) -> ChainStep:
         what = f"{hostname} ({ip})" if ip else hostname
-        return ChainStep("override", what, "no_match", str(self.path), at=iso(self.now()))
+        return ChainStep("override", what, "no_match", str(self.path), at=iso_utc(self.now()))
 
     def resolve(self, hostname: str, ip: str | None) -> Contact:
         contact = self.match(hostname, ip)

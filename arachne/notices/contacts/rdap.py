@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import quote
 
+from arachne.clock import iso_utc, utcnow
 from arachne.notices.contacts import entities
 from arachne.notices.contacts.bootstrap import Bootstrap
 from arachne.notices.contacts.http import Fetched, RdapHttp
-from arachne.notices.contacts.model import ChainStep, Clock, iso, utcnow
+from arachne.notices.contacts.model import ChainStep, Clock
 from arachne.queue.fetch import is_public
 
 MAX_REFERRALS = 3
@@ -71,7 +72,7 @@ class RdapLookup:
         detail: str | None = None,
         entity: str | None = None,
     ) -> ChainStep:
-        return ChainStep(source, query, outcome, detail, entity, iso(self.now()))
+        return ChainStep(source, query, outcome, detail, entity, iso_utc(self.now()))
 
     def ip(self, ip: str) -> tuple[Answer | None, list[ChainStep]]:
         """The abuse contact of the RDAP network holding ``ip``."""

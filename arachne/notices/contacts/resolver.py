@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 
+from arachne.clock import iso_utc, utcnow
 from arachne.errors import ConfigError
 from arachne.notices.contacts import bootstrap as bootstrap_mod
 from arachne.notices.contacts.cache import AnswerCache, MemoryCache, StoreCache
@@ -25,8 +26,6 @@ from arachne.notices.contacts.model import (
     Clock,
     Contact,
     ContactResolver,
-    iso,
-    utcnow,
 )
 from arachne.notices.contacts.names import is_ip, normalise_host, registrable_domain
 from arachne.notices.contacts.overrides import OverridesResolver
@@ -86,7 +85,7 @@ class AbuseContactResolver:
         self.now = now or utcnow
 
     def _step(self, source: str, query: str, outcome: str, detail: str | None = None) -> ChainStep:
-        return ChainStep(source, query, outcome, detail, at=iso(self.now()))
+        return ChainStep(source, query, outcome, detail, at=iso_utc(self.now()))
 
     def resolve(self, hostname: str, ip: str | None) -> Contact:
         host = normalise_host(hostname)
@@ -164,8 +163,8 @@ class AbuseContactResolver:
         if cached is not None:
             a = cached.answer
             who = f"{a.key} ({a.provider})" if a.provider else a.key
-            detail = f"{who} from {a.url}, fetched {iso(cached.fetched_at)}: {a.outcome}"
-            steps.append(ChainStep("cache", key, "ok", detail, a.entity, iso(now)))
+            detail = f"{who} from {a.url}, fetched {iso_utc(cached.fetched_at)}: {a.outcome}"
+            steps.append(ChainStep("cache", key, "ok", detail, a.entity, iso_utc(now)))
             return a
         source = "rdap-ip" if kind == "ip" else "rdap-domain"
         try:
