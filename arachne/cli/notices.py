@@ -10,16 +10,7 @@ from typing import Any
 import click
 
 from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+from arachne.clock import human_duration
 
 
 @cli.group("notices")
@@ -147,7 +138,7 @@ def notices_stats(ctx: Ctx, name: str | None, as_json: bool) -> None:
         click.echo(f"by {title}:")
         for label, row in stats[key].items():
             click.echo("  " + _stats_line(label, row))
-    click.echo(f"(resolution: the re-check spacing, {_duration(stats['resolution_seconds'])})")
+    click.echo(f"(resolution: the re-check spacing, {human_duration(stats['resolution_seconds'])})")
 
 
 def _stats_line(label: str, row: dict[str, Any]) -> str:
@@ -155,7 +146,7 @@ def _stats_line(label: str, row: dict[str, Any]) -> str:
     return (
         f"{label:28} {row['incidents']:5} incidents, {row['noticed']} noticed, "
         f"{row['removed']} removed, {row['still_up']} still up; median "
-        f"{_duration(row['median_seconds'])}, p90 {_duration(row['p90_seconds'])}, "
+        f"{human_duration(row['median_seconds'])}, p90 {human_duration(row['p90_seconds'])}, "
         f"{pct} within 24 h"
     )
 
@@ -183,7 +174,7 @@ def recheck(ctx: Ctx, name: str, as_json: bool) -> None:
         return
     for r in report.results:
         ttr = r["time_to_removal_seconds"]
-        extra = f" after {_duration(ttr)}" if r["outcome"] == "removed" and ttr else ""
+        extra = f" after {human_duration(ttr)}" if r["outcome"] == "removed" and ttr else ""
         reason = f" ({r['reason']})" if r["reason"] else ""
         click.echo(f"{r['outcome']:12} {r['url']}{reason}{extra}")
     summary = ", ".join(f"{n} {k}" for k, n in sorted(report.outcomes.items())) or "nothing open"

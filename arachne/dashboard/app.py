@@ -16,6 +16,7 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from arachne import __version__
+from arachne.clock import human_duration
 from arachne.dashboard import views
 from arachne.queue import stats as st
 from arachne.settings import Settings
@@ -72,7 +73,7 @@ def setup_templates(app: web.Application) -> None:
     env.globals["version"] = __version__
     env.filters["num"] = _num
     env.filters["when"] = _when
-    env.filters["duration"] = _duration
+    env.filters["duration"] = lambda seconds: human_duration(seconds, missing="–")
     env.globals["throughput_chart"] = throughput_chart
     app[views.TEMPLATES] = env
 
@@ -131,16 +132,6 @@ def _when(value: str | datetime | None) -> str:
         parsed = parsed.astimezone(UTC)
     # Naive values come from SQLite, which drops the offset of the UTC times it was given.
     return parsed.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _duration(seconds: float | None) -> str:
-    """A time to removal as people read it: seconds, minutes, hours or days."""
-    if seconds is None:
-        return "–"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds / size:.1f} {unit}"
-    return f"{seconds:.0f} s"
 
 
 # -- throughput chart (a template global: campaign.html calls it) ---------------------
