@@ -6,11 +6,12 @@ they are hosted (abuse material is often served from another host or a CDN).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 from w3lib.url import canonicalize_url
 
@@ -22,9 +23,92 @@ MAX_SEGMENT_REPEATS = 3
 MAX_QUERY_PARAMS = 12
 
 
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "mc_cid",
+        "mc_eid",
+        "yclid",
+        "_ga",
+        "_gl",
+        "igshid",
+        "ref_src",
+    }
+)
+"""Query parameter names (lower-cased) that only tag where a click came from; any ``utm_*`` too."""
+
+SESSION_PARAMS = frozenset(
+    {
+        "jsessionid",
+        "phpsessid",
+        "sid",
+        "sessionid",
+        "session_id",
+        "aspsessionid",
+        "cfid",
+        "cftoken",
+        "zenid",
+        "oscsid",
+    }
+)
+"""Query parameter names (lower-cased) that carry a server session id, not page content.
+
+``sid`` is ambiguous, so it is dropped only when its value looks like a token (see
+``_SESSION_TOKEN``); ``s`` is left out on purpose: it is a common search parameter.
+"""
+
+_SESSION_TOKEN = re.compile(r"[0-9A-Za-z_-]{16,}")
+_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/]*")
+_JSESSIONID_PATH_PARAM = re.compile(r";jsessionid=[^/;]*", re.IGNORECASE)
+_ASPNET_COOKIELESS_SEGMENT = re.compile(r"(?<=/)\(S\([^()/]*\)\)(?:/|$)")
+
+
+def _is_tracking_pair(pair: str) -> bool:
+    raw_name, _, raw_value = pair.partition("=")
+    name = unquote_plus(raw_name).lower()
+    if name.startswith("utm_") or name in TRACKING_PARAMS:
+        return True
+    if name == "sid":
+        return _SESSION_TOKEN.fullmatch(unquote_plus(raw_value)) is not None
+    return name in SESSION_PARAMS
+
+
+def strip_tracking(url: str) -> str:
+    """The URL without tracking tags and session ids, everything else left as it was.
+
+    Sites append utm_* tags, click ids and session ids (in the query, as a ``;jsessionid=``
+    path parameter or as an ASP.NET cookieless ``/(S(...))/`` segment) to their links, so one
+    page shows up under endlessly many URLs: each variant would be fetched again, wasting the
+    crawl budget and defeating page dedup. Kept query parameters keep their order and
+    encoding, and the fragment is untouched; a URL with nothing to strip comes back unchanged.
+    """
+    rest, hash_mark, fragment = url.partition("#")
+    rest, question_mark, query = rest.partition("?")
+    authority = _AUTHORITY.match(rest)
+    split = authority.end() if authority else 0
+    prefix, path = rest[:split], rest[split:]
+
+    new_path = _JSESSIONID_PATH_PARAM.sub("", path)
+    new_path = _ASPNET_COOKIELESS_SEGMENT.sub("", new_path)
+    pairs = query.split("&") if query else []
+    kept = [pair for pair in pairs if not _is_tracking_pair(pair)]
+    if new_path == path and len(kept) == len(pairs):
+        return url
+
+    new_query = "&".join(kept)
+    return (
+        prefix + new_path + (question_mark + new_query if new_query else "") + hash_mark + fragment
+    )
+
+
 def normalize_url(url: str) -> str:
-    """Canonical form for page dedup: sorted query, no fragment, normalised escapes."""
-    return canonicalize_url(url, keep_fragments=False)
+    """Page dedup key: tracking/session ids stripped, sorted query, no fragment, tidy escapes."""
+    return canonicalize_url(strip_tracking(url), keep_fragments=False)
 
 
 def trap_reason(url: str) -> str | None:
@@ -51,6 +135,7 @@ class Scope:
     allowed_hosts: frozenset[str]
     max_depth: int = 5
     max_pages: int = 10_000
+    max_pages_per_host: int = 0  # 0: no per-host budget (max_pages still holds)
     include_subdomains: bool = True
     priority: str = "normal"  # which image queue its batches go to (high/normal/low)
     robots: str = "obey"  # obey | record (crawl, but count what robots.txt disallowed) | ignore
@@ -64,6 +149,7 @@ class Scope:
         *,
         max_depth: int = 5,
         max_pages: int = 10_000,
+        max_pages_per_host: int = 0,
         priority: str = "normal",
         robots: str = "obey",
     ) -> Scope:
@@ -78,6 +164,7 @@ class Scope:
             frozenset(hosts),
             max_depth=max_depth,
             max_pages=max_pages,
+            max_pages_per_host=max_pages_per_host,
             priority=priority,
             robots=robots,
         )
@@ -98,6 +185,7 @@ class Scope:
             "allowed_hosts": sorted(self.allowed_hosts),
             "max_depth": self.max_depth,
             "max_pages": self.max_pages,
+            "max_pages_per_host": self.max_pages_per_host,
             "include_subdomains": self.include_subdomains,
             "priority": self.priority,
             "robots": self.robots,
@@ -109,6 +197,7 @@ class Scope:
             frozenset(data.get("allowed_hosts", [])),
             max_depth=int(data.get("max_depth", 5)),
             max_pages=int(data.get("max_pages", 10_000)),
+            max_pages_per_host=int(data.get("max_pages_per_host", 0)),
             include_subdomains=bool(data.get("include_subdomains", True)),
             priority=str(data.get("priority", "normal")),
             robots=str(data.get("robots", "obey")),  # campaigns made before it was a choice
