@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,6 +19,22 @@ def live_stats(settings: Settings, name: str) -> dict[str, int] | None:
         return st.Stats(redis_from_settings(settings), name).get_all() or None
     except Exception:  # not configured, not running, unreachable: the snapshot stands in
         return None
+
+
+def live_run_stats(settings: Settings, name: str) -> Callable[[int], dict[str, int] | None]:
+    """``number -> that run's live counters`` (None where Redis has none or is not reachable)."""
+    try:
+        stats = st.Stats(redis_from_settings(settings), name)
+    except Exception:
+        return lambda _number: None
+
+    def get(number: int) -> dict[str, int] | None:
+        try:
+            return stats.get_run(number) or None
+        except Exception:
+            return None
+
+    return get
 
 
 def print_progress(p: dict[str, Any]) -> None:
@@ -45,6 +62,11 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     notice_detail = ", ".join(f"{k} {v}" for k, v in notices.items() if k != "total")
     return [
         ("campaign", f"{s['campaign']} ({s['status']})"),
+        *(
+            [("run", f"{s['run']['number']} ({s['run']['status']}) of {len(s['runs'])}")]
+            if s.get("run")
+            else []
+        ),
         ("pages crawled", str(s["pages"])),
         ("images found", str(s["images_found"])),
         ("images queued", str(s["images_queued"])),

@@ -32,6 +32,7 @@ from arachne.queue.connection import image_queues
 from arachne.settings import Settings
 from arachne.store.campaigns import set_status, snapshot_stats
 from arachne.store.db import Store
+from arachne.store.runs import end_run, open_run
 from arachne.store.summary import campaign_summary
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -143,10 +144,13 @@ def run_campaign(
     env["REDIS_URL"] = env["ARACHNE_REDIS_URL"] = redis_url
     with store.session() as session:
         set_status(session, name, "running")
+        # The crawl child joins this run: the unfinished one (resumed) or a new one.
+        run, _new = open_run(session, name)
+        number = run.number
     n_workers = workers or settings.workers
     worker_procs = [_spawn(["worker"], env) for _ in range(n_workers)]
     crawl = _spawn(["crawl", name], env)
-    stats = st.Stats(redis, name)
+    stats = st.Stats(redis, name, number)
     started = time.monotonic()
     crawl_rc: int | None = None
     last_maintenance = time.monotonic()
@@ -181,7 +185,8 @@ def run_campaign(
                         "elapsed": time.monotonic() - started,
                         "crawling": crawl_rc is None,
                         "queue": state,
-                        "live": stats.get_all(),
+                        "live": stats.get_run(number),
+                        "run": number,
                     }
                 )
             if crawl_rc is not None and state.idle:
@@ -196,14 +201,16 @@ def run_campaign(
         _stop([crawl, *worker_procs])
         # Whatever ended the run, the store says so and keeps the counters.
         live: dict[str, int] | None = None
+        live_run: dict[str, int] | None = None
         with contextlib.suppress(Exception):
-            live = stats.get_all()
+            live, live_run = stats.get_all(), stats.get_run(number)
         with contextlib.suppress(Exception), store.session() as session:
             if live is not None:
                 snapshot_stats(session, name, live)
             set_status(session, name, status)
+            end_run(session, name, number, status, live_run)
     with store.session() as session:
-        summary = campaign_summary(session, name, live)
+        summary = campaign_summary(session, name, live, lambda n: live_run if n == number else None)
     summary["crawl_exit_code"] = crawl_rc
     summary["jobs_failed"] = queue_state(redis, settings).failed
     summary["elapsed_seconds"] = round(time.monotonic() - started, 1)

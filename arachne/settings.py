@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     crawl_concurrency: int = Field(16, ge=1)
     crawl_concurrency_per_host: int = Field(8, ge=1)
     crawl_delay: float = Field(0.0, ge=0, description="Seconds between requests to one host.")
+    crawl_lease_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="A page a spider leased and did not finish (killed) goes back to the "
+        "frontier after this long; live spiders renew their leases.",
+    )
     obey_robots: bool = True
     user_agent: str = "ArachneBot/0.1 (+child-protection hotline; abuse contact in notices)"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import uuid
 from typing import Any
 
 import scrapy
@@ -59,7 +60,9 @@ def _arachne(args: dict[str, Any]) -> dict[str, Any]:
 
     settings = Settings(data_dir=args["data_dir"], **args["settings"])
     scope = Scope.for_seeds(args["seeds"], robots=args.get("robots", "obey"))
-    return run_crawl(settings, args["redis_url"], "probe", args["seeds"], scope)
+    # A campaign of its own each time: every probe crawls from an empty frontier.
+    campaign = args.get("campaign") or f"probe-{uuid.uuid4().hex[:8]}"
+    return run_crawl(settings, args["redis_url"], campaign, args["seeds"], scope)
 
 
 def run_probe(mode: str, args: dict[str, Any], timeout: float = 120) -> tuple[dict[str, Any], str]:

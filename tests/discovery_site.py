@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import sys
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -355,16 +356,29 @@ class DiscoverySiteThread(ServerThread[DiscoveryManifest]):
 
 
 class Collector:
-    """Item pipeline of the test crawl: keeps every ImageRef, in order."""
+    """Item pipeline of the test crawl: keeps every ImageRef, in order, and confirms each
+    finished page's frontier lease at once (what the queue pipeline does after queueing)."""
 
     items: list[dict[str, Any]] = []
 
+    def __init__(self, crawler: Any) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> Collector:
+        return cls(crawler)
+
     def process_item(self, item: Any) -> Any:
-        Collector.items.append({"url": item.url, "page": item.page})
+        from arachne.crawler.scheduler import PageDone, leases_done
+
+        if isinstance(item, PageDone):
+            self.crawler.signals.send_catch_log(signal=leases_done, leases=[item.lease])
+        else:
+            Collector.items.append({"url": item.url, "page": item.page})
         return item
 
 
-def crawl(seed: str) -> dict[str, Any]:
+def crawl(seed: str, redis_url: str) -> dict[str, Any]:
     from scrapy.crawler import CrawlerProcess
 
     from arachne.crawler.runner import scrapy_settings
@@ -375,13 +389,14 @@ def crawl(seed: str) -> dict[str, Any]:
     # Scrapy loads the pipeline by its import path, not from __main__.
     from tests.discovery_site import Collector as LoadedCollector
 
-    # No Redis: the queue pipeline and live stats are NotConfigured; Collector keeps items.
-    config = scrapy_settings(Settings(allow_private_networks=True), "", "")  # on loopback
+    # The frontier in the test Redis (a campaign of its own); Collector keeps the items.
+    campaign = f"discovery-{uuid.uuid4().hex[:8]}"
+    config = scrapy_settings(Settings(allow_private_networks=True), redis_url, campaign)
     config["ITEM_PIPELINES"] = {"tests.discovery_site.Collector": 100}
     config["LOG_LEVEL"] = "ERROR"
     process = CrawlerProcess(config)
     crawler = process.create_crawler(CampaignSpider)
-    process.crawl(crawler, campaign="discovery", seeds=[seed], scope=Scope.for_seeds([seed]))
+    process.crawl(crawler, campaign=campaign, seeds=[seed], scope=Scope.for_seeds([seed]))
     process.start()
     stats = crawler.stats.get_stats() if crawler.stats else {}
     return {
@@ -391,4 +406,4 @@ def crawl(seed: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(crawl(sys.argv[1])))
+    print(json.dumps(crawl(sys.argv[1], sys.argv[2])))

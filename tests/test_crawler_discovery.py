@@ -27,11 +27,13 @@ def site() -> Iterator[DiscoveryManifest]:
 
 @pytest.fixture(scope="module")
 def crawled(site: DiscoveryManifest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from tests.conftest import REDIS_TEST_URL
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARACHNE_")}
     env["ARACHNE_CONFIG"] = str(tmp_path_factory.mktemp("cfg") / "none.toml")
     env["ARACHNE_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.discovery_site", site.base + "/"],
+        [sys.executable, "-m", "tests.discovery_site", site.base + "/", REDIS_TEST_URL],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -656,12 +656,15 @@ def test_scope_refuses_other_schemes(url: str) -> None:
 
 
 def test_scope_limits_and_json_round_trip() -> None:
-    scope = Scope.for_seeds(["https://b.test/", "https://a.test/"], max_depth=2, max_pages=7)
+    scope = Scope.for_seeds(
+        ["https://b.test/", "https://a.test/"], max_depth=2, max_pages=7, max_pages_per_host=4
+    )
     data = scope.as_json()
     assert data == {
         "allowed_hosts": ["a.test", "b.test"],
         "max_depth": 2,
         "max_pages": 7,
+        "max_pages_per_host": 4,
         "include_subdomains": True,
         "priority": "normal",
         "robots": "obey",
@@ -676,6 +679,7 @@ def test_scope_limits_and_json_round_trip() -> None:
 def test_scope_from_json_defaults() -> None:
     scope = Scope.from_json({"allowed_hosts": ["a.test"]})
     assert (scope.max_depth, scope.max_pages, scope.include_subdomains) == (5, 10_000, True)
+    assert scope.max_pages_per_host == 0, "campaigns made before per-host budgets: none"
     assert scope.allows("https://www.a.test/")
 
 

@@ -12,7 +12,7 @@ from scrapy.http import Headers, HtmlResponse, Response, TextResponse
 from scrapy.utils.test import get_crawler
 
 from arachne.crawler.scope import Scope
-from arachne.crawler.spiders.campaign import MAX_IMPORT_DEPTH, MAX_SITEMAPS, CampaignSpider
+from arachne.crawler.spiders.campaign import MAX_IMPORT_DEPTH, CampaignSpider
 from arachne.queue.enqueue import ImageRef
 
 SEED = "https://site.test/"
@@ -115,45 +115,31 @@ def test_no_links_followed_at_max_depth_but_images_still_yielded() -> None:
     assert requests[0].cb_kwargs == {"depth": 2}
 
 
-def test_page_cap_stops_new_requests() -> None:
-    spider = make_spider(max_pages=3)
-    body = links_page(*(f"/p{i}.html" for i in range(6)))
+def test_every_in_scope_link_is_offered_dedup_and_caps_are_the_frontiers() -> None:
+    # The spider offers each link; the run's frontier (test_crawler_frontier.py) drops what
+    # the run has seen and what its budgets cannot afford, for every spider process at once.
+    spider = make_spider(max_pages=1)
+    body = links_page("/p0.html", "/p0.html", "/p1.html")
     _, requests = run_parse(spider, html_response(SEED, body, depth=0))
-    assert [r.url for r in requests] == [
-        "https://site.test/p0.html",
-        "https://site.test/p1.html",
-        "https://site.test/p2.html",
-    ]
-    more = links_page(*(f"/q{i}.html" for i in range(3)), images=("still.jpg",))
-    items, requests = run_parse(spider, html_response("https://site.test/p0.html", more, 1))
-    assert requests == []
-    assert [i.url for i in items] == ["https://site.test/still.jpg"]
+    assert [r.url for r in requests] == ["https://site.test/p0.html", "https://site.test/p1.html"]
 
 
-def test_seeds_count_toward_the_page_cap() -> None:
-    spider = make_spider(max_pages=2, seeds=[SEED, "https://site.test/b.html"])
+def test_leased_page_ends_with_page_done_even_when_its_callback_fails() -> None:
+    from arachne.crawler.scheduler import LEASE_META, PageDone
 
-    async def collect() -> list[scrapy.Request]:
-        return [r async for r in spider.start()]
-
-    starts = [r for r in asyncio.run(collect()) if r.callback == spider.parse]
-    assert [r.url for r in starts] == [SEED, "https://site.test/b.html"]
-    assert all(r.cb_kwargs == {"depth": 0} for r in starts)
-    _, requests = run_parse(spider, html_response(SEED, links_page("/c.html"), depth=0))
-    assert requests == []
-
-
-def test_already_scheduled_pages_are_not_requested_again() -> None:
     spider = make_spider()
-    first = links_page("/a.html?x=1&y=2", "/b.html")
-    _, requests = run_parse(spider, html_response(SEED, first, depth=0))
-    assert len(requests) == 2
-    # Same pages again: another fragment, query in another order, upper-case host.
-    again = links_page(
-        "/a.html?y=2&x=1", "https://SITE.test/b.html#part", "/b.html", "/new.html", "/new.html"
-    )
-    _, requests = run_parse(spider, html_response("https://site.test/a.html", again, depth=1))
-    assert [r.url for r in requests] == ["https://site.test/new.html"]
+    request = scrapy.Request(SEED, cb_kwargs={"depth": 0}, meta={LEASE_META: "7:42"})
+    page = HtmlResponse(SEED, body=b'<img src="a.jpg">', encoding="utf-8", request=request)
+    out = list(spider.parse(page, depth=0))
+    assert [o.url for o in out if isinstance(o, ImageRef)] == ["https://site.test/a.jpg"]
+    assert out[-1] == PageDone("7:42")
+    # A parser that raises must not leave the page leased for ever (re-crawled in a loop).
+    broken = HtmlResponse(SEED, body=b"<html></html>", encoding="utf-8", request=request)
+    out = list(spider.parse(broken, depth="not a number"))  # type: ignore[arg-type]
+    assert out == [PageDone("7:42")]
+    assert spider.crawler.stats.get_value("arachne/callback_errors") == 1
+    # Without a lease (a hand-made request) nothing extra is yielded.
+    assert all(not isinstance(o, PageDone) for o in spider.parse(html_response(SEED, "", 0)))
 
 
 def test_trap_urls_are_skipped_and_counted() -> None:
@@ -169,8 +155,6 @@ def test_trap_urls_are_skipped_and_counted() -> None:
     assert stats.get_value("arachne/trap/path_too_deep") == 1
     assert stats.get_value("arachne/trap/repeated_path_segment") == 1
     assert stats.get_value("arachne/trap/too_many_query_params") == 1
-    # A trap does not use up the page cap: it was never scheduled.
-    assert spider._scheduled == {"https://site.test/fine.html"}
 
 
 @pytest.mark.parametrize(
@@ -302,10 +286,9 @@ def test_linked_stylesheets_in_scope_once_each() -> None:
     css = [r for r in out if isinstance(r, scrapy.Request) and r.callback == spider.parse_css]
     assert [r.url for r in css] == ["https://site.test/css/a.css", "https://site.test/css/b.css"]
     assert css[0].cb_kwargs == {"page": SEED, "import_depth": 0}
-    # Another page linking the same stylesheet: not fetched again. At max depth: still fetched.
+    # At max depth stylesheets are still offered (the frontier fetches each once a run).
     again = spider.parse(html_response("https://site.test/x.html", page, depth=3), depth=3)
-    assert [o for o in again if isinstance(o, scrapy.Request)] == []
-    assert spider.crawler.stats.get_value("arachne/stylesheet/requested") == 2
+    assert [o.url for o in again if isinstance(o, scrapy.Request)] == [r.url for r in css]
 
 
 def test_stylesheet_urls_resolve_against_it_and_imports_are_bounded() -> None:
@@ -346,7 +329,11 @@ def test_robots_and_sitemaps_in_scope_only() -> None:
         ),
     )
     _, requests = split(list(spider.parse_sitemap(index)))
-    assert [r.url for r in requests] == ["https://site.test/pages.xml"]
+    # The index names itself again: offered, and the frontier drops it as seen this run.
+    assert [r.url for r in requests] == [
+        "https://site.test/pages.xml",
+        "https://site.test/index.xml",
+    ]
     urlset = Response(
         "https://site.test/pages.xml",
         body=(
@@ -362,17 +349,6 @@ def test_robots_and_sitemaps_in_scope_only() -> None:
         )
     ]
     assert [(r.url, r.cb_kwargs) for r in requests] == [("https://site.test/p.html", {"depth": 1})]
-
-
-def test_sitemaps_are_capped() -> None:
-    spider = make_spider()
-    body = "".join(f"<sitemap><loc>/s{i}.xml</loc></sitemap>" for i in range(MAX_SITEMAPS + 5))
-    index = Response(
-        "https://site.test/i.xml", body=f"<sitemapindex>{body}</sitemapindex>".encode()
-    )
-    _, requests = split(list(spider.parse_sitemap(index)))
-    assert len(requests) == MAX_SITEMAPS
-    assert spider.crawler.stats.get_value("arachne/sitemap/capped") == 5
 
 
 def test_data_uris_are_counted_not_queued() -> None:

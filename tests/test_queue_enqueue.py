@@ -56,6 +56,14 @@ def test_dedup_within_and_across_enqueuers(redis_client: Redis) -> None:
     # Another campaign sees the same URLs as new.
     other = Enqueuer(redis_client, queue, "other", batch_size=100)
     assert other.add(_refs("a.example", 3, campaign="other")) == 3
+    # So does the campaign's next run: its images are fetched and hashed again.
+    run2 = Enqueuer(redis_client, queue, "c", run=2, batch_size=100)
+    assert run2.add(_refs("a.example", 7)) == 7
+    run2.flush()
+    assert st.Stats(redis_client, "c").get_run(2)[st.IMAGES_QUEUED] == 7
+    assert st.Stats(redis_client, "c").get_all()[st.IMAGES_QUEUED] == 14, "total of the runs"
+    runs = {job.args[2] for job in image_queue(redis_client, Settings()).get_jobs()}
+    assert runs == {1, 2}, "each job carries the run that found its images"
 
 
 def test_buffered_refs_are_not_marked_seen_until_enqueued(redis_client: Redis) -> None:
@@ -63,11 +71,11 @@ def test_buffered_refs_are_not_marked_seen_until_enqueued(redis_client: Redis) -
     enq = Enqueuer(redis_client, queue, "c", batch_size=100)
     enq.add(_refs("a.example", 4))
     # The crawler dies here, before flush(): nothing is marked seen, so nothing is lost.
-    assert redis_client.scard(keys.campaign_seen("c")) == 0
+    assert redis_client.scard(keys.run_seen("c", 1)) == 0
     again = Enqueuer(redis_client, queue, "c", batch_size=100)
     assert again.add(_refs("a.example", 4)) == 4
     again.flush()
-    assert redis_client.scard(keys.campaign_seen("c")) == 4
+    assert redis_client.scard(keys.run_seen("c", 1)) == 4
 
 
 def test_the_crawl_pipeline_queues_on_the_campaign_priority(

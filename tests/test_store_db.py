@@ -101,6 +101,13 @@ def test_data_stored_by_the_first_schema_still_loads(backend: str, tmp_path: Pat
         old = get_campaign(s, "old")
         assert old.status == "done" and old.stats == {"crawl/pages": 3}
         assert old.created_at.tzinfo is not None
+        # Crawled before runs existed: its crawl is run 1, finished, with its figures.
+        from arachne.store.runs import list_runs, open_run
+
+        (run,) = list_runs(s, old.id)
+        assert (run.number, run.status, run.stats) == (1, "done", {"crawl/pages": 3})
+        new, is_new = open_run(s, "old")
+        assert (new.number, is_new) == (2, True), "its next crawl is a new run"
     (summary,) = list_summaries(store)
     assert summary["name"] == "old-list" and summary["active"] == {"md5": 1}
     # ... and the old list can be updated by today's importer (retracting the old entry).

@@ -37,7 +37,13 @@ def campaign_group() -> None:
 @click.option(
     "--max-pages",
     type=click.IntRange(1),
-    help="Pages crawled at most (default from settings: 10000).",
+    help="Pages crawled at most in one run (default from settings: 10000).",
+)
+@click.option(
+    "--max-pages-per-host",
+    type=click.IntRange(1),
+    help="Pages crawled at most per host in one run (default: no per-host budget), so one "
+    "huge site cannot use up the run's pages.",
 )
 @click.option(
     "--robots",
@@ -61,6 +67,7 @@ def campaign_create(
     hosts: tuple[str, ...],
     max_depth: int | None,
     max_pages: int | None,
+    max_pages_per_host: int | None,
     robots: str | None,
     priority: str,
 ) -> None:
@@ -86,6 +93,7 @@ def campaign_create(
             hosts,
             max_depth=max_depth if max_depth is not None else s.max_depth,
             max_pages=max_pages if max_pages is not None else s.max_pages,
+            max_pages_per_host=max_pages_per_host or 0,
             priority=priority,
             robots=robots or ("obey" if s.obey_robots else "ignore"),
         )
@@ -95,8 +103,9 @@ def campaign_create(
         create_campaign(session, name, list(seeds), scope.as_json())
     click.echo(
         f"created campaign {name!r}: {len(seeds)} seed(s), hosts {sorted(scope.allowed_hosts)}, "
-        f"depth ≤ {scope.max_depth}, pages ≤ {scope.max_pages}, priority {scope.priority}, "
-        f"robots.txt {scope.robots}"
+        f"depth ≤ {scope.max_depth}, pages ≤ {scope.max_pages}"
+        + (f" (≤ {scope.max_pages_per_host} per host)" if scope.max_pages_per_host else "")
+        + f", priority {scope.priority}, robots.txt {scope.robots}"
     )
 
 
@@ -145,7 +154,7 @@ def read_seeds(path: Path) -> list[tuple[int, str]]:
 @pass_ctx
 def campaign_show(ctx: Ctx, name: str, as_json: bool) -> None:
     """Campaign NAME: seeds, scope, status and times, with its figures."""
-    from arachne.report import live_stats
+    from arachne.report import live_run_stats, live_stats
     from arachne.store.db import Store
     from arachne.store.summary import campaign_summary, get_campaign
 
@@ -160,7 +169,9 @@ def campaign_show(ctx: Ctx, name: str, as_json: bool) -> None:
             "created_at": c.created_at.isoformat(),
             "started_at": c.started_at.isoformat() if c.started_at else None,
             "finished_at": c.finished_at.isoformat() if c.finished_at else None,
-            "summary": campaign_summary(session, name, live_stats(s, name)),
+            "summary": campaign_summary(
+                session, name, live_stats(s, name), live_run_stats(s, name)
+            ),
         }
     if as_json:
         echo_json(data)
@@ -182,6 +193,14 @@ def campaign_show(ctx: Ctx, name: str, as_json: bool) -> None:
         f"figures    {summary['pages']} pages, {summary['images_queued']} images queued, "
         f"{summary['matches']['urls']} matched URLs, {summary['notices']['total']} notices"
     )
+    for run in summary["runs"]:
+        f = run["figures"]
+        click.echo(
+            f"run {run['number']:<6} {run['status']}, started {run['started_at']}, "
+            f"finished {run['finished_at'] or '-'}: {f['pages']} pages, "
+            f"{f['images_queued']} images queued, {f['images_done']} done, "
+            f"{f['images_matched']} matched"
+        )
 
 
 @campaign_group.command("delete")
@@ -191,8 +210,8 @@ def campaign_show(ctx: Ctx, name: str, as_json: bool) -> None:
 def campaign_delete(ctx: Ctx, name: str, yes: bool) -> None:
     """Delete campaign NAME with its sightings, matches and live counters. Incidents and
     notices stay (they are the hotline's record); they are no longer linked to it."""
+    from arachne.crawler.frontier import forget_campaign
     from arachne.errors import CampaignBusy
-    from arachne.queue import keys
     from arachne.queue.connection import redis_from_url, redis_url_for
     from arachne.runner import run_lock
     from arachne.store.campaigns import delete_campaign
@@ -215,7 +234,7 @@ def campaign_delete(ctx: Ctx, name: str, yes: bool) -> None:
     # inherit them (it would queue nothing it had seen).
     try:
         with redis_url_for(s) as url:
-            redis_from_url(url).delete(*keys.campaign_keys(name))
+            forget_campaign(redis_from_url(url), name)
     except Exception as exc:  # the store part is done; say what is left
         click.echo(f"warning: live counters of {name!r} not cleared ({exc})", err=True)
     click.echo(f"deleted campaign {name!r}")

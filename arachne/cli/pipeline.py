@@ -14,38 +14,58 @@ from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
 @click.argument("name")
 @pass_ctx
 def crawl(ctx: Ctx, name: str) -> None:
-    """Crawl campaign NAME and queue every image URL found (workers do the matching)."""
+    """Crawl campaign NAME and queue every image URL found (workers do the matching).
+
+    Any number of crawl processes, on any machines sharing REDIS_URL and DATABASE_URL,
+    work one run of the campaign together. An unfinished run (interrupted, crashed) is
+    resumed where it was; after a finished one, a new run starts and re-visits every page.
+    """
+    from arachne.crawler.pipelines import IMAGE_REFS
     from arachne.crawler.runner import run_crawl
     from arachne.crawler.scope import Scope
-    from arachne.queue.connection import redis_url_for
+    from arachne.queue import stats as st
+    from arachne.queue.connection import redis_from_url, redis_url_for
     from arachne.store.db import Store
+    from arachne.store.runs import end_run, open_run
     from arachne.store.summary import get_campaign
 
     s = ctx.settings
     with operator_errors():
-        with Store.open(s).session() as session:
+        store = Store.open(s)
+        with store.session() as session:
             campaign = get_campaign(session, name)
             seeds, scope = list(campaign.seeds), Scope.from_json(campaign.scope)
+            run, new = open_run(session, name)
+            number = run.number
+        click.echo(f"{'starting' if new else 'resuming'} run {number} of {name!r}", err=True)
         with redis_url_for(s) as url:
-            stats = run_crawl(s, url, name, seeds, scope)
-    if stats.get("finish_reason") == "shutdown":  # Scrapy caught SIGINT/SIGTERM
+            stats = run_crawl(s, url, name, seeds, scope, run=number)
+            live = st.Stats(redis_from_url(url), name).get_run(number)
+        interrupted = stats.get("finish_reason") == "shutdown"  # Scrapy caught SIGINT/TERM
+        failed = bool(stats.get("arachne/failed"))
+        status = "stopped" if interrupted else "failed" if failed else "done"
+        with store.session() as session:
+            end_run(session, name, number, status, live)
+    if interrupted:
         if not ctx.quiet_stop:
             click.echo(
-                f"stopped (interrupted): the crawl of {name!r} ended early after "
-                f"{stats.get('response_received_count', 0)} responses",
+                f"stopped (interrupted): run {number} of {name!r} ended early after "
+                f"{stats.get('response_received_count', 0)} responses; `arachne crawl "
+                f"{name}` resumes it",
                 err=True,
             )
         sys.exit(130)
     click.echo(
-        f"crawl of {name!r} finished: {stats.get('response_received_count', 0)} responses, "
-        f"{stats.get('item_scraped_count', 0)} image references",
+        f"crawl of {name!r} (run {number}) finished: "
+        f"{stats.get('response_received_count', 0)} responses, "
+        f"{stats.get(IMAGE_REFS, 0)} image references",
         err=True,
     )
-    if stats.get("arachne/failed"):
+    if failed:
         click.echo(
             f"error: the crawl of {name!r} could not queue some image references (see the "
-            "errors above); fix the cause and crawl again (URLs already queued are not "
-            "queued twice)",
+            "errors above); fix the cause and crawl again: the run resumes, and URLs already "
+            "queued are not queued twice",
             err=True,
         )
         sys.exit(1)

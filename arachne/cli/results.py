@@ -32,12 +32,13 @@ def matches(ctx: Ctx, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 def stats(ctx: Ctx, name: str, as_json: bool) -> None:
-    """Figures of campaign NAME: pages, images, matches, notices, errors."""
-    from arachne.report import live_stats, print_summary
+    """Figures of campaign NAME: pages, images, matches, notices, errors; in all and for
+    each run (``runs``)."""
+    from arachne.report import live_run_stats, live_stats, print_summary
     from arachne.store.db import Store
     from arachne.store.summary import campaign_summary
 
     s = ctx.settings
     with operator_errors(), Store.open(s).session() as session:
-        summary = campaign_summary(session, name, live_stats(s, name))
+        summary = campaign_summary(session, name, live_stats(s, name), live_run_stats(s, name))
     echo_json(summary) if as_json else print_summary(summary)

@@ -17,15 +17,15 @@ page_failed = object()
 
 
 class LiveStats:
-    def __init__(self, redis_url: str, campaign: str) -> None:
-        self.stats = st.Stats(redis_from_url(redis_url), campaign)
+    def __init__(self, redis_url: str, campaign: str, run: int | None = None) -> None:
+        self.stats = st.Stats(redis_from_url(redis_url), campaign, run)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> LiveStats:
         s = crawler.settings
         if not s.get("ARACHNE_REDIS_URL") or not s.get("ARACHNE_CAMPAIGN"):
             raise NotConfigured("ARACHNE_REDIS_URL and ARACHNE_CAMPAIGN are required")
-        ext = cls(s["ARACHNE_REDIS_URL"], s["ARACHNE_CAMPAIGN"])
+        ext = cls(s["ARACHNE_REDIS_URL"], s["ARACHNE_CAMPAIGN"], s.getint("ARACHNE_RUN", 1))
         crawler.signals.connect(ext.response_received, signal=signals.response_received)
         crawler.signals.connect(ext.request_failed, signal=signals.spider_error)
         crawler.signals.connect(ext.request_failed, signal=page_failed)

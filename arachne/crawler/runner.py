@@ -7,9 +7,10 @@ from typing import Any
 
 from scrapy.crawler import CrawlerProcess
 
+from arachne.crawler.frontier import Budgets
 from arachne.crawler.pipelines import PIPELINE_FAILURES
 from arachne.crawler.scope import Scope
-from arachne.crawler.spiders.campaign import CampaignSpider
+from arachne.crawler.spiders.campaign import CampaignSpider, budgets
 from arachne.settings import Settings
 
 ROBOTS_MIDDLEWARE = "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware"
@@ -21,6 +22,9 @@ def scrapy_settings(
     campaign: str,
     priority: str = "normal",
     robots: str = "obey",
+    *,
+    run: int = 1,
+    budgets: Budgets | None = None,
 ) -> dict[str, Any]:
     # Before robots.txt (100): a refused host is never asked for its robots.txt either.
     middlewares: dict[str, int | None] = {"arachne.crawler.middlewares.PublicAddressGuard": 50}
@@ -43,6 +47,11 @@ def scrapy_settings(
         "LOG_LEVEL": "WARNING",
         "LOG_INSTALL_ROOT_HANDLER": False,  # the CLI configured logging already
         "DEPTH_LIMIT": 0,  # the spider enforces scope.max_depth itself
+        # The run's shared frontier in Redis instead of Scrapy's in-memory queues.
+        "SCHEDULER": "arachne.crawler.scheduler.FrontierScheduler",
+        # One output at a time: a page's PageDone reaches the pipeline after its images
+        # and links, so its lease is confirmed only once they are queued.
+        "CONCURRENT_ITEMS": 1,
         "DOWNLOADER_MIDDLEWARES": middlewares,
         "ITEM_PIPELINES": {"arachne.crawler.pipelines.QueuePipeline": 100},
         "EXTENSIONS": {"arachne.crawler.extensions.LiveStats": 100},
@@ -50,16 +59,32 @@ def scrapy_settings(
         "ARACHNE_REDIS_URL": redis_url,
         "ARACHNE_CAMPAIGN": campaign,
         "ARACHNE_PRIORITY": priority,
+        "ARACHNE_RUN": run,
+        "ARACHNE_BUDGETS": budgets,
     }
 
 
 def run_crawl(
-    settings: Settings, redis_url: str, campaign: str, seeds: list[str], scope: Scope
+    settings: Settings,
+    redis_url: str,
+    campaign: str,
+    seeds: list[str],
+    scope: Scope,
+    run: int = 1,
 ) -> dict[str, Any]:
-    """Crawl until the frontier is empty or the page cap is hit; returns Scrapy's stats."""
+    """Work on run ``run`` of the campaign until its frontier is drained (every spider
+    process of the run stops then); returns Scrapy's stats."""
     level = logging.getLogger().level or logging.WARNING
     process = CrawlerProcess(
-        scrapy_settings(settings, redis_url, campaign, scope.priority, scope.robots)
+        scrapy_settings(
+            settings,
+            redis_url,
+            campaign,
+            scope.priority,
+            scope.robots,
+            run=run,
+            budgets=budgets(scope),
+        )
     )
     crawler = process.create_crawler(CampaignSpider)
     process.crawl(crawler, campaign=campaign, seeds=seeds, scope=scope)

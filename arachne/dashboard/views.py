@@ -32,7 +32,7 @@ from arachne.queue.stats import Stats, errors_by_reason
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.models import Campaign, HashEntry, HashList, Match, Sighting
-from arachne.store.summary import campaign_summary, get_campaign
+from arachne.store.summary import LiveRun, campaign_summary, get_campaign
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,6 +90,21 @@ class LiveSource:
                 self.close()
             return None
 
+    def run_reader(self, name: str) -> LiveRun:
+        """``number -> that run's live counters`` (None: Redis has none or is unreachable,
+        and the run's stored snapshot is shown)."""
+        redis = self._client()
+
+        def read(number: int) -> dict[str, int] | None:
+            if redis is None:
+                return None
+            try:
+                return Stats(redis, name).get_run(number) or None
+            except (RedisError, OSError):
+                return None
+
+        return read
+
     def close(self) -> None:
         redis, self._redis = self._redis, None
         if redis is not None:
@@ -126,7 +141,7 @@ def read_campaign(store: Store, live: LiveSource, name: str) -> dict[str, Any]:
         campaign = get_campaign(session, name)
         figures = live.figures([name], timeline_of=name)
         counters = figures.counters.get(name) if figures else None
-        summary = campaign_summary(session, name, counters)
+        summary = campaign_summary(session, name, counters, live.run_reader(name))
         matches, total = _matches(session, campaign.id, PAGE_MATCHES, 0)
         notices = _notices(session, name)
         removal = removal_stats(session, live.settings, name)

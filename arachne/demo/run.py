@@ -22,6 +22,7 @@ import click
 from sqlalchemy import select
 
 import arachne
+from arachne.crawler.frontier import forget_campaign
 from arachne.crawler.scope import Scope
 from arachne.demo.mailbox import Mailbox, free_port
 from arachne.demo.rdap import RdapData, RdapServerThread, write_bootstrap
@@ -31,7 +32,6 @@ from arachne.errors import ConfigError
 from arachne.notices.recheck import recheck_incidents
 from arachne.notices.send import send_notices
 from arachne.notices.stats import removal_stats
-from arachne.queue import keys
 from arachne.queue.connection import redis_from_url, redis_url_for
 from arachne.queue.stats import Stats
 from arachne.report import print_progress, print_summary
@@ -145,7 +145,7 @@ def run_demo(
 
         with redis_url_for(s) as redis_url:
             redis = redis_from_url(redis_url)
-            redis.delete(*keys.campaign_keys(CAMPAIGN))
+            forget_campaign(redis, CAMPAIGN)
             scope = Scope.for_seeds(
                 [manifest.seed_url], manifest.host_names, max_depth=8, max_pages=1000
             )

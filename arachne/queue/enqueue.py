@@ -1,4 +1,4 @@
-"""Hand image references to the workers: per-campaign dedup, batches grouped by host.
+"""Hand image references to the workers: per-run dedup, batches grouped by host.
 
 A URL is marked seen in Redis only when its batch is enqueued (one MULTI), so a crawler
 killed with references still buffered loses nothing: they are not "seen" and a re-crawl
@@ -39,6 +39,7 @@ class Enqueuer:
         queue: Queue,
         campaign: str,
         *,
+        run: int = 1,
         batch_size: int = 200,
         retries: int = 3,
         retry_backoff: Sequence[int] = RETRY_BACKOFF,
@@ -47,12 +48,14 @@ class Enqueuer:
         self.redis = redis
         self.queue = queue
         self.campaign = campaign
+        self.run = run
+        self.seen_key = keys.run_seen(campaign, run)
         self.batch_size = batch_size
         # Backed-off retries ride out a short store or network outage instead of burning
         # every attempt in the same second (the workers run rq's scheduler for this).
         self.retry = Retry(max=retries, interval=list(retry_backoff)) if retries else None
         self.job_timeout = job_timeout
-        self.stats = st.Stats(redis, campaign)
+        self.stats = st.Stats(redis, campaign, run)
         self._buffer: dict[str, dict[str, ImageRef]] = defaultdict(dict)  # host → url → ref
 
     def add(self, refs: Iterable[ImageRef]) -> int:
@@ -62,7 +65,7 @@ class Enqueuer:
             return 0
         pipe = self.redis.pipeline(transaction=False)
         for r in fresh:
-            pipe.sismember(keys.campaign_seen(self.campaign), url_key(r.url))
+            pipe.sismember(self.seen_key, url_key(r.url))
         seen = pipe.execute()
         new = [r for r, was_seen in zip(fresh, seen, strict=True) if not was_seen]
         for r in new:
@@ -98,6 +101,7 @@ class Enqueuer:
                 JOB_FUNC,
                 self.campaign,
                 payload,
+                self.run,
                 job_timeout=self.job_timeout,
                 retry=self.retry,
                 result_ttl=24 * 3600,
@@ -105,6 +109,6 @@ class Enqueuer:
                 description=f"{self.campaign}: {len(chunk)} images from {host}",
                 pipeline=pipe,
             )
-            pipe.sadd(keys.campaign_seen(self.campaign), *(url_key(r.url) for r in chunk))
+            pipe.sadd(self.seen_key, *(url_key(r.url) for r in chunk))
             pipe.execute()
             self.stats.inc_many({st.IMAGES_QUEUED: len(chunk), st.JOBS_QUEUED: 1})

@@ -190,6 +190,7 @@ def _schedule_refetch(
     outcomes: list[ImageOutcome],
     pages: dict[str, Any],
     attempts: dict[str, int],
+    run: int,
 ) -> None:
     attempt = max(attempts[o.image_url] for o in outcomes) + 1
     payload = [
@@ -212,13 +213,15 @@ def _schedule_refetch(
         JOB_FUNC,
         campaign,
         payload,
+        run,
         job_timeout=ctx.settings.job_timeout,
         description=f"{campaign}: re-fetch {len(payload)} images (attempt {attempt + 1})",
     )
 
 
-def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
-    """Fetch, hash, match and record one batch of ``{"url", "page"}`` image references."""
+def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> dict[str, int]:
+    """Fetch, hash, match and record one batch of ``{"url", "page"}`` image references
+    found by run ``run`` of the campaign (batches queued before runs existed: run 1)."""
     ctx = get_context()
     ctx.refresh_if_stale()
     assert ctx.matcher is not None
@@ -263,10 +266,10 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
     ]
     if retry:
         outcomes = [o for o in outcomes if o not in retry]
-        _schedule_refetch(ctx, campaign, retry, pages, attempts)
+        _schedule_refetch(ctx, campaign, retry, pages, attempts, run)
 
     with ctx.store.session() as session:
-        recorded = record_outcomes(session, campaign_id, outcomes)
+        recorded = record_outcomes(session, campaign_id, outcomes, run=run)
 
     counts: Counter[str] = Counter()
     for o in outcomes:
@@ -289,7 +292,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]]) -> dict[str, int]:
             counts[st.MATCH_EXACT if exact else st.MATCH_NEAR] += 1
     if retry:
         counts[st.FETCH_RETRY] += len(retry)
-    st.Stats(ctx.redis, campaign).inc_many(counts)
+    st.Stats(ctx.redis, campaign, run).inc_many(counts)
     return dict(counts)
 
 

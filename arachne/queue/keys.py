@@ -6,13 +6,30 @@ PREFIX = "arachne"
 
 
 def campaign_seen(campaign: str) -> str:
-    """SET of sha1(image URL): per-campaign dedup so each image URL is queued once."""
+    """SET of sha1(image URL): the per-campaign dedup of versions before runs (only
+    deleted now)."""
     return f"{PREFIX}:campaign:{campaign}:seen"
 
 
+def run_prefix(campaign: str) -> str:
+    """What every per-run key of a campaign starts with."""
+    return f"{PREFIX}:campaign:{campaign}:run:"
+
+
+def run_seen(campaign: str, run: int) -> str:
+    """SET of sha1(image URL): per-run dedup, so each image URL is queued once a run."""
+    return f"{run_prefix(campaign)}{run}:seen"
+
+
 def campaign_stats(campaign: str) -> str:
-    """HASH of live counters, fields are slash-separated stats keys (``fetch/status/404``)."""
+    """HASH of live counters over every run; fields are slash-separated stats keys
+    (``fetch/status/404``)."""
     return f"{PREFIX}:campaign:{campaign}:stats"
+
+
+def run_stats(campaign: str, run: int) -> str:
+    """HASH of one run's live counters (same fields as ``campaign_stats``)."""
+    return f"{run_prefix(campaign)}{run}:stats"
 
 
 def campaign_timeline(campaign: str) -> str:
@@ -21,8 +38,13 @@ def campaign_timeline(campaign: str) -> str:
 
 
 def campaign_keys(campaign: str) -> list[str]:
-    """Every key that belongs to one campaign (for resetting it)."""
-    return [campaign_seen(campaign), campaign_stats(campaign), campaign_timeline(campaign)]
+    """The keys of a campaign as a whole; its runs' keys start with ``run_prefix``."""
+    return [
+        campaign_seen(campaign),
+        campaign_stats(campaign),
+        campaign_timeline(campaign),
+        campaign_runner(campaign),
+    ]
 
 
 def notices_tick() -> str:
@@ -35,3 +57,9 @@ def campaign_runner(campaign: str) -> str:
     """STRING: who is running the campaign now ("host pid N since ..."), for the message a
     second `arachne run` prints; the lock itself is the store's (released if its holder dies)."""
     return f"{PREFIX}:campaign:{campaign}:runner"
+
+
+def frontier(campaign: str, run: int) -> str:
+    """Prefix of one run's crawl frontier (per-host queues, leases, dedup sets): the key
+    layout is in ``arachne.crawler.frontier``."""
+    return f"{run_prefix(campaign)}{run}:frontier"

@@ -37,9 +37,12 @@ TIMELINE_TTL = 7 * 24 * 3600
 
 
 class Stats:
-    def __init__(self, redis: Redis, campaign: str) -> None:
+    """Counters of a campaign (all runs) and, given ``run``, of that run as well."""
+
+    def __init__(self, redis: Redis, campaign: str, run: int | None = None) -> None:
         self.redis = redis
         self.campaign = campaign
+        self.run = run
 
     def inc_many(self, counts: Mapping[str, int]) -> None:
         counts = {k: v for k, v in counts.items() if v}
@@ -49,6 +52,8 @@ class Stats:
         pipe = self.redis.pipeline(transaction=False)
         for key, n in counts.items():
             pipe.hincrby(keys.campaign_stats(self.campaign), key, n)
+            if self.run is not None:
+                pipe.hincrby(keys.run_stats(self.campaign, self.run), key, n)
             if key in TIMELINE_STATS:
                 pipe.hincrby(keys.campaign_timeline(self.campaign), f"{minute}/{key}", n)
         pipe.expire(keys.campaign_timeline(self.campaign), TIMELINE_TTL)
@@ -58,7 +63,12 @@ class Stats:
         self.inc_many({key: n})
 
     def get_all(self) -> dict[str, int]:
+        """The campaign's counters over every run."""
         raw = self.redis.hgetall(keys.campaign_stats(self.campaign))
+        return {_s(k): int(v) for k, v in raw.items()}
+
+    def get_run(self, run: int) -> dict[str, int]:
+        raw = self.redis.hgetall(keys.run_stats(self.campaign, run))
         return {_s(k): int(v) for k, v in raw.items()}
 
     def timeline(self) -> dict[int, dict[str, int]]:

@@ -61,13 +61,14 @@ def delete_campaign(session: Session, name: str) -> bool:
     """Remove a campaign with its sightings and matches (notices stay, unlinked)."""
     from sqlalchemy import delete
 
-    from arachne.store.models import Match, Notice, Sighting
+    from arachne.store.models import Match, Notice, Run, Sighting
 
     campaign = session.scalar(select(Campaign).where(Campaign.name == name))
     if campaign is None:
         return False
     session.execute(delete(Match).where(Match.campaign_id == campaign.id))
     session.execute(delete(Sighting).where(Sighting.campaign_id == campaign.id))
+    session.execute(delete(Run).where(Run.campaign_id == campaign.id))
     session.query(Notice).filter(Notice.campaign_id == campaign.id).update({"campaign_id": None})
     session.delete(campaign)
     session.add(AuditLog(actor="cli", action="campaign.delete", detail={"name": name}))

@@ -78,8 +78,26 @@ class Image(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class Run(Base):
+    """One crawl of a campaign: its own frontier, seen-sets and counters (in Redis while it
+    runs, ``stats`` here after). An unfinished run (running, stopped, failed) is resumed
+    by the next crawl; a finished one (done, cancelled) makes the next crawl a new run."""
+
+    __tablename__ = "runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "number", name="uq_run_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class Sighting(Base):
-    """An image URL seen on a page during a campaign (one row per URL per campaign)."""
+    """An image URL seen on a page during a campaign: one row per URL per campaign, holding
+    what the latest run that fetched it found (``run``)."""
 
     __tablename__ = "sightings"
     __table_args__ = (UniqueConstraint("campaign_id", "url_key", name="uq_sighting_url"),)
@@ -98,6 +116,7 @@ class Sighting(Base):
     headers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(String(64))
     error_detail: Mapped[str | None] = mapped_column(Text)
+    run: Mapped[int | None] = mapped_column(Integer)  # number of the run that last fetched it
 
     image: Mapped[Image | None] = relationship()
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -46,26 +46,26 @@ def insert_ignore(session: Session, table: Table) -> Any:
 
 
 def record_outcomes(
-    session: Session, campaign_id: int, outcomes: Sequence[ImageOutcome]
+    session: Session, campaign_id: int, outcomes: Sequence[ImageOutcome], run: int = 1
 ) -> frozenset[str]:
-    """Record a batch; returns the image URLs recorded now (not by an earlier delivery)."""
+    """Record a batch of run ``run``; returns the image URLs recorded now (not by an earlier
+    delivery). A URL an earlier run recorded is updated with what this run found."""
     if not outcomes:
         return frozenset()
     image_ids = _upsert_images(session, [o.hashes for o in outcomes if o.hashes])
 
     keys = {url_key(o.image_url): o for o in outcomes}
-    existing = set(
-        session.scalars(
-            select(Sighting.url_key).where(
+    existing = dict(
+        session.execute(
+            select(Sighting.url_key, Sighting.run).where(
                 Sighting.campaign_id == campaign_id, Sighting.url_key.in_(list(keys))
             )
-        )
+        ).all()
     )
     now = utcnow()
-    rows = [
-        {
-            "campaign_id": campaign_id,
-            "url_key": key,
+
+    def values(key: str, o: ImageOutcome) -> dict[str, Any]:
+        return {
             "image_url": o.image_url,
             "page_url": o.page_url,
             "host": o.host,
@@ -77,13 +77,32 @@ def record_outcomes(
             "headers": o.headers,
             "error": o.error,
             "error_detail": (o.error_detail or "")[:2000] or None,
+            "run": run,
         }
+
+    rows = [
+        {"campaign_id": campaign_id, "url_key": key, **values(key, o)}
         for key, o in keys.items()
         if key not in existing
     ]
     if rows:
         rows.sort(key=lambda r: r["url_key"])  # one lock order for concurrent workers
         session.execute(insert_ignore(session, Sighting.__table__), rows)
+    recorded = {r["url_key"] for r in rows}
+    # Seen by an earlier run: this run's fetch replaces it (guarded, so a second delivery
+    # of this batch, or a slower one of the older run, changes nothing).
+    for key in sorted(k for k, r in existing.items() if r is None or r < run):
+        result = session.execute(
+            update(Sighting)
+            .where(
+                Sighting.campaign_id == campaign_id,
+                Sighting.url_key == key,
+                or_(Sighting.run.is_(None), Sighting.run < run),
+            )
+            .values(**values(key, keys[key]))
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            recorded.add(key)
     sighting_ids = dict(
         session.execute(
             select(Sighting.url_key, Sighting.id).where(
@@ -104,13 +123,13 @@ def record_outcomes(
             "created_at": now,
         }
         for key, o in keys.items()
-        if key not in existing
+        if key in recorded
         for d in o.decisions
     ]
     if match_rows:
         match_rows.sort(key=lambda r: (r["sighting_id"], r["entry_id"]))
         session.execute(insert_ignore(session, Match.__table__), match_rows)
-    return frozenset(r["image_url"] for r in rows)
+    return frozenset(keys[key].image_url for key in recorded)
 
 
 def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> dict[str, int]:

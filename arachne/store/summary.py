@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import distinct, func, select
@@ -28,14 +28,23 @@ def get_campaign(session: Session, name: str) -> Campaign:
     return campaign
 
 
+LiveRun = Callable[[int], Mapping[str, int] | None]
+
+
 def campaign_summary(
-    session: Session, name: str, live: Mapping[str, int] | None = None
+    session: Session,
+    name: str,
+    live: Mapping[str, int] | None = None,
+    live_run: LiveRun | None = None,
 ) -> dict[str, Any]:
     """Store figures (the system of record) merged with live Redis counters.
 
-    ``live`` is the campaign's Redis stats hash; when Redis is gone the snapshot saved in
-    ``campaigns.stats`` stands in for it.
+    ``live`` is the campaign's Redis stats hash (every run); when Redis is gone the snapshot
+    saved in ``campaigns.stats`` stands in for it. ``live_run(number)`` gives one run's live
+    counters (else the run's stored snapshot is shown).
     """
+    from arachne.store.runs import list_runs, run_json
+
     campaign = get_campaign(session, name)
     live = dict(live) if live else dict(campaign.stats or {})
     cid = campaign.id
@@ -83,9 +92,15 @@ def campaign_summary(
         .join(Sighting, Sighting.id == Match.sighting_id)
         .where(Match.campaign_id == cid)
     )
+    runs = [
+        run_json(r, live_run(r.number) if live_run is not None else None)
+        for r in list_runs(session, cid)
+    ]
     return {
         "campaign": campaign.name,
         "status": campaign.status,
+        "run": {k: runs[-1][k] for k in ("number", "status")} if runs else None,
+        "runs": [{**r, "figures": _run_figures(r.pop("stats"))} for r in runs],
         "seeds": list(campaign.seeds),
         "started_at": campaign.started_at.isoformat() if campaign.started_at else None,
         "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
@@ -101,6 +116,19 @@ def campaign_summary(
         "hosts_with_matches": hosts_matched,
         "notices": {"total": sum(notices.values()), **notices},
         "errors": {"total": sum(errors.values()), "by_reason": errors},
+    }
+
+
+def _run_figures(live: Mapping[str, int]) -> dict[str, int]:
+    """One run's counters under the summary's names (the totals use the same)."""
+    return {
+        "pages": live.get(st.PAGES_CRAWLED, 0),
+        "page_errors": live.get(st.PAGES_ERRORS, 0),
+        "images_found": live.get(st.IMAGES_FOUND, 0),
+        "images_queued": live.get(st.IMAGES_QUEUED, 0),
+        "images_fetched": live.get(st.IMAGES_FETCHED, 0),
+        "images_done": live.get(st.IMAGES_DONE, 0),
+        "images_matched": live.get(st.IMAGES_MATCHED, 0),
     }
 
 

@@ -8,9 +8,10 @@ each URL once.
 
 from __future__ import annotations
 
-from collections import Counter
+import functools
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import scrapy
@@ -35,22 +36,55 @@ from arachne.crawler.extract import (
 )
 from arachne.crawler.extract.datauri import DataURIError
 from arachne.crawler.extract.urls import absolute
+from arachne.crawler.frontier import Budgets
 from arachne.crawler.middlewares import PageBlocked
-from arachne.crawler.scope import Scope, normalize_url, trap_reason
+from arachne.crawler.scheduler import KIND_META, LEASE_META, PageDone
+from arachne.crawler.scope import Scope, trap_reason
 from arachne.queue.enqueue import ImageRef
 
-AUX_META = "arachne_aux"
+log = logging.getLogger(__name__)
+
+AUX_META = KIND_META
 """Request meta key marking a stylesheet/robots/sitemap fetch (its value: the kind)."""
 MAX_STYLESHEETS = 2_000
-"""Stylesheets fetched per crawl: sites share a handful, so this is only a safety bound."""
+"""Stylesheets fetched per run: sites share a handful, so this is only a safety bound."""
 MAX_IMPORT_DEPTH = 3
 """``@import`` chains followed this deep (a.css imports b.css imports c.css)."""
 MAX_SITEMAPS = 200
-"""Sitemaps (robots.txt, /sitemap.xml and index entries) fetched per crawl."""
+"""Sitemaps (robots.txt, /sitemap.xml and index entries) fetched per run."""
 DATA_URI_MAX_BYTES = 25 * 1024 * 1024
 """Inline images bigger than this are counted as too large (the worker's fetch cap)."""
 
-_AUX_CAPS = {"stylesheet": MAX_STYLESHEETS, "sitemap": MAX_SITEMAPS}
+AUX_BUDGETS = {"stylesheet": MAX_STYLESHEETS, "sitemap": MAX_SITEMAPS}
+
+_F = TypeVar("_F", bound=Callable[..., Iterator[Any]])
+
+
+def budgets(scope: Scope) -> Budgets:
+    """What the frontier admits in one run of a campaign with this scope."""
+    return Budgets(
+        pages=scope.max_pages, pages_per_host=scope.max_pages_per_host, other=AUX_BUDGETS
+    )
+
+
+def leased(handler: _F) -> _F:
+    """Ends a callback's or errback's output with ``PageDone`` for the request's lease, even
+    when it raised (counted and logged: one bad page must not be leased again for ever)."""
+
+    @functools.wraps(handler)
+    def wrapper(self: CampaignSpider, result: Response | Failure, **kwargs: Any) -> Iterator[Any]:
+        request: scrapy.Request | None = getattr(result, "request", None)
+        try:
+            yield from handler(self, result, **kwargs)
+        except Exception:
+            self.crawler.stats.inc_value("arachne/callback_errors")
+            log.exception("error handling %s", request.url if request else result)
+            self.crawler.signals.send_catch_log(signal=page_failed, failure=Failure())
+        lease = request.meta.get(LEASE_META) if request is not None else None
+        if lease:
+            yield PageDone(lease)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _content_type(headers: Headers) -> str:
@@ -72,11 +106,8 @@ class CampaignSpider(scrapy.Spider):
         self.campaign = campaign
         self.seeds = list(seeds)
         self.scope = scope
-        # Pages scheduled so far (normalised), so max_pages caps requests, not responses.
-        self._scheduled: set[str] = set()
-        # Stylesheets, robots.txt and sitemaps requested so far: each is fetched once.
-        self._aux: set[str] = set()
-        self._aux_counts: Counter[str] = Counter()
+        # Dedup and budgets belong to the run's frontier (shared by every spider process);
+        # this only spares the frontier a robots.txt/sitemap offer per page of a host.
         self._origins: set[str] = set()  # hosts whose robots.txt and sitemap were asked for
         self.traps_skipped = 0
         self.data_uri_max_bytes = DATA_URI_MAX_BYTES
@@ -113,14 +144,12 @@ class CampaignSpider(scrapy.Spider):
                 yield request
 
     def _request(self, url: str, depth: int, from_page: str | None = None) -> scrapy.Request | None:
-        key = normalize_url(url)
-        if key in self._scheduled or len(self._scheduled) >= self.scope.max_pages:
-            return None
-        if trap_reason(url):
+        """A page request; the frontier drops what this run has seen or cannot afford."""
+        reason = trap_reason(url)
+        if reason:
             self.traps_skipped += 1
-            self.crawler.stats.inc_value(f"arachne/trap/{trap_reason(url)}")
+            self.crawler.stats.inc_value(f"arachne/trap/{reason}")
             return None
-        self._scheduled.add(key)
         return scrapy.Request(
             url,
             callback=self.parse,
@@ -133,16 +162,10 @@ class CampaignSpider(scrapy.Spider):
         self, url: str, kind: str, callback: Callable[..., Any], **cb_kwargs: Any
     ) -> scrapy.Request | None:
         """A stylesheet or sitemap request: in scope only (the crawler fetches nothing the
-        operator did not scope), once per URL, at most _AUX_CAPS[kind] per crawl."""
-        key = normalize_url(url)
-        if key in self._aux or not self.scope.allows(url) or trap_reason(url):
+        operator did not scope); the frontier fetches each URL once, at most
+        AUX_BUDGETS[kind] a run."""
+        if not self.scope.allows(url) or trap_reason(url):
             return None
-        if self._aux_counts[kind] >= _AUX_CAPS[kind]:
-            self.crawler.stats.inc_value(f"arachne/{kind}/capped")
-            return None
-        self._aux.add(key)
-        self._aux_counts[kind] += 1
-        self.crawler.stats.inc_value(f"arachne/{kind}/requested")
         return scrapy.Request(
             url,
             callback=callback,
@@ -160,7 +183,8 @@ class CampaignSpider(scrapy.Spider):
         if request.callback == self.parse and _is_raster_image(_content_type(headers)):
             raise StopDownload(fail=False)
 
-    def page_failed(self, failure: Failure) -> None:
+    @leased
+    def page_failed(self, failure: Failure) -> Iterator[Any]:
         """A page that could not be fetched at all (after Scrapy's retries) is counted."""
         if failure.check(HttpError):
             return  # an error status: LiveStats counted it when the response arrived
@@ -168,14 +192,18 @@ class CampaignSpider(scrapy.Spider):
             return  # refused by the address guard, which counted it as page_blocked
         self.crawler.stats.inc_value("arachne/page_errors")
         self.crawler.signals.send_catch_log(signal=page_failed, failure=failure)
+        yield from ()
 
-    def aux_failed(self, failure: Failure) -> None:
+    @leased
+    def aux_failed(self, failure: Failure) -> Iterator[Any]:
         """A missing sitemap or stylesheet is common and no page error."""
         self.crawler.stats.inc_value("arachne/aux_errors")
+        yield from ()
 
     def _ref(self, url: str, page: str | None) -> ImageRef:
         return ImageRef(url=url, page=page, campaign=self.campaign)
 
+    @leased
     def parse(self, response: Response, depth: int = 0) -> Iterator[Any]:
         if _is_raster_image(_content_type(response.headers)):
             # A link without an image extension that serves an image (found by its
@@ -224,6 +252,7 @@ class CampaignSpider(scrapy.Spider):
                 continue
             stats.inc_value("arachne/data_uri/images")
 
+    @leased
     def parse_css(self, response: Response, page: str, import_depth: int) -> Iterator[Any]:
         """A linked stylesheet: its url()s resolve against the stylesheet's own URL."""
         if not isinstance(response, TextResponse):
@@ -243,6 +272,7 @@ class CampaignSpider(scrapy.Spider):
             if request:
                 yield request
 
+    @leased
     def parse_robots(self, response: Response) -> Iterator[Any]:
         if not isinstance(response, TextResponse):
             return
@@ -252,6 +282,7 @@ class CampaignSpider(scrapy.Spider):
             if request:
                 yield request
 
+    @leased
     def parse_sitemap(self, response: Response) -> Iterator[Any]:
         """Image sitemaps give images, page entries are crawled (in scope, as depth 1
         pages: the site lists them as reachable from its root), indexes are followed."""

@@ -1,0 +1,461 @@
+"""The shared, leased, per-host crawl frontier of one campaign run, in Redis.
+
+Modelled on URLFrontier and Mercator: one queue per host (breadth-first: ordered by depth,
+then by arrival), a heap of hosts by the time they may next be asked, and URLs that are
+*leased*, not popped. A spider confirms a URL once everything it found there is safely
+queued; a URL not confirmed within the lease time goes back to its host's queue, so a
+spider killed with ``kill -9`` loses nothing and any other spider (or its restart) finishes
+the run. Every operation is one Lua script, so any number of spiders on any machines
+sharing the Redis work one run together without races.
+
+Dedup is exact in practice with a known memory bound: each URL becomes an 80-bit
+fingerprint, 16 bits choosing one of 65,536 Redis sets and 64 bits stored in it as an
+integer. Redis keeps small integer sets as packed ``intset``s (8 bytes a member up to
+``set-max-intset-entries``, 512 by default), so up to ~33 million URLs a run cost about
+9 bytes each (``benchmarks/frontier.py`` measures it). Two different URLs collide with
+probability n²/2⁸¹: about 4·10⁻¹¹ at 10 million URLs.
+
+Keys (``keys.frontier(campaign, run)`` is the prefix P):
+  P:entries   HASH  fingerprint → entry JSON, while queued or leased
+  P:q:{host}  ZSET  fingerprint by depth·10⁹ + arrival, one per host
+  P:ready     ZSET  host by the time (ms) it may next be asked; only hosts that have
+                    queued URLs and fewer than ``per_host`` leased
+  P:next      HASH  host → earliest next lease time (ms), from the per-host delay
+  P:inflight  HASH  host → URLs leased and still being fetched
+  P:fetching  SET   fingerprints leased and still being fetched (their host's slot is
+                    taken until the answer is in: politeness is about fetches, and a
+                    fetched page may wait a second for its confirm)
+  P:leases    ZSET  fingerprint by lease expiry (ms)
+  P:budget    HASH  budget name → URLs admitted (pages, stylesheet, sitemap);
+                    ``host:{host}`` → pages admitted on that host
+  P:meta      HASH  counters: seq, added, confirmed, reclaimed, released
+  P:seen:{b}  SET   fingerprints (as integers) in bucket b
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+
+from arachne.queue import keys
+
+SEEN_BUCKETS = 1 << 16
+"""Dedup sets per run: 65,536 keeps every set an intset up to ~33 M URLs a run."""
+DEPTH_WEIGHT = 1_000_000_000
+"""Queue score = depth x this + arrival: breadth-first per host, FIFO within a depth."""
+SEP = "\x1f"
+"""Separates an entry's fields in one script argument (JSON never has it unescaped)."""
+RECLAIM_BATCH = 1_000
+"""Expired leases returned to their queues per lease call (bounded work per call)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One URL offered to the frontier: what to fetch and how to handle the answer."""
+
+    url: str
+    host: str
+    depth: int = 0
+    kind: str = "page"  # budget it counts against: page, stylesheet, sitemap
+    data: dict[str, Any] = field(default_factory=dict)  # callback, cb_kwargs, meta
+    key_url: str | None = None  # what dedup compares (the normalised URL); default: url
+
+    @property
+    def key(self) -> str:
+        return fingerprint(self.kind, self.key_url or self.url)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A URL handed to one spider; ``id`` confirms or releases it."""
+
+    id: str
+    url: str
+    host: str
+    depth: int
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """How many URLs a run admits: pages in all and per host; other kinds by name."""
+
+    pages: int = 0  # 0: no limit
+    pages_per_host: int = 0
+    other: dict[str, int] = field(default_factory=dict)
+
+    def cap(self, kind: str) -> int:
+        return self.pages if kind == "page" else self.other.get(kind, 0)
+
+
+@dataclass
+class AddResult:
+    added: int = 0
+    duplicate: int = 0
+    capped: int = 0  # over the run's budget for the kind
+    capped_host: int = 0  # over the per-host page budget
+
+
+def fingerprint(kind: str, url: str) -> str:
+    """``bucket:member``: 80 bits of sha1 over the kind and the (normalised) URL."""
+    digest = hashlib.sha1(f"{kind}\0{url}".encode("utf-8", "surrogatepass")).digest()
+    bucket = int.from_bytes(digest[:2], "big")
+    member = int.from_bytes(digest[2:10], "big", signed=True)
+    return f"{bucket}:{member}"
+
+
+# --- Lua -------------------------------------------------------------------------------
+# Shared by the scripts: put a host back on the ready heap when it has queued URLs and
+# room for another lease, no earlier than its next allowed time.
+_READY = """
+local function ready(p, host, now, limit)
+  local inflight = tonumber(redis.call('HGET', p..':inflight', host) or '0')
+  if inflight < limit and redis.call('ZCARD', p..':q:'..host) > 0 then
+    local nxt = tonumber(redis.call('HGET', p..':next', host) or '0')
+    redis.call('ZADD', p..':ready', 'NX', math.max(now, nxt), host)
+  end
+end
+local function settle(p, host, delta)
+  local n = redis.call('HINCRBY', p..':inflight', host, delta)
+  if n <= 0 then redis.call('HDEL', p..':inflight', host) end
+  return n
+end
+-- A leased URL's fetch is over (answered, confirmed or given back): free its host's slot
+-- once, whichever of those comes first.
+local function free(p, fp, host, now, limit)
+  if redis.call('SREM', p..':fetching', fp) == 1 then
+    settle(p, host, -1)
+    ready(p, host, now, limit)
+  end
+end
+local function host_of(p, fp)
+  local payload = redis.call('HGET', p..':entries', fp)
+  if payload then return cjson.decode(payload).h end
+end
+"""
+
+# ARGV: prefix, now, per_host, then one argument per entry: bucket, member, host, score,
+# kind, cap, host_cap and payload joined by \x1f (one argument, not eight: packing the
+# arguments was most of an add's cost). Returns {added, duplicate, capped, capped_host}.
+_ADD = (
+    _READY
+    + """
+local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local added, dup, capped, hcapped = 0, 0, 0, 0
+-- Budgets and the arrival counter are read once and written once per call.
+local used, touched = {}, {}
+local function budget(name)
+  if used[name] == nil then
+    used[name] = tonumber(redis.call('HGET', p..':budget', name) or '0')
+  end
+  return used[name]
+end
+local seq = tonumber(redis.call('HGET', p..':meta', 'seq') or '0')
+local fields = {}
+local function fields_of(arg)
+  local out, from = {}, 1
+  for _ = 1, 7 do
+    local at = string.find(arg, '\\031', from, true)
+    table.insert(out, string.sub(arg, from, at - 1))
+    from = at + 1
+  end
+  table.insert(out, string.sub(arg, from))
+  return out
+end
+for i = 4, #ARGV do
+  local f = fields_of(ARGV[i])
+  local bucket, member, host, score = f[1], f[2], f[3], tonumber(f[4])
+  local kind, cap, hcap = f[5], tonumber(f[6]), tonumber(f[7])
+  local seen = p..':seen:'..bucket
+  if redis.call('SISMEMBER', seen, member) == 1 then
+    dup = dup + 1
+  elseif cap > 0 and budget(kind) >= cap then
+    capped = capped + 1
+  elseif hcap > 0 and budget('host:'..host) >= hcap then
+    hcapped = hcapped + 1
+  else
+    redis.call('SADD', seen, member)
+    used[kind] = budget(kind) + 1
+    if kind == 'page' then used['host:'..host] = budget('host:'..host) + 1 end
+    seq = seq + 1
+    local fp = bucket..':'..member
+    table.insert(fields, fp)
+    table.insert(fields, f[8])
+    redis.call('ZADD', p..':q:'..host, score + seq, fp)
+    touched[host] = true
+    added = added + 1
+  end
+end
+if added > 0 then
+  redis.call('HSET', p..':entries', unpack(fields))
+  for name, n in pairs(used) do redis.call('HSET', p..':budget', name, n) end
+  redis.call('HSET', p..':meta', 'seq', seq)
+  redis.call('HINCRBY', p..':meta', 'added', added)
+  for host in pairs(touched) do ready(p, host, now, limit) end
+end
+return {added, dup, capped, hcapped}
+"""
+)
+
+# Put leased entries back on their queues: expired ones (reclaim) or released ones.
+_REQUEUE = """
+local function requeue(p, fp, now, limit)
+  local payload = redis.call('HGET', p..':entries', fp)
+  if not payload then return end
+  local e = cjson.decode(payload)
+  redis.call('ZADD', p..':q:'..e.h, e.s, fp)
+  if redis.call('SREM', p..':fetching', fp) == 1 then settle(p, e.h, -1) end
+  ready(p, e.h, now, limit)
+end
+"""
+
+# ARGV: prefix, now, n, lease_ms, per_host, delay_ms, then fingerprints whose fetch is over.
+# Returns {fp, payload, fp, payload…}.
+_LEASE = (
+    _READY
+    + _REQUEUE
+    + """
+local p, now, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local lease_ms, limit, delay = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+for i = 7, #ARGV do
+  local host = host_of(p, ARGV[i])
+  if host then free(p, ARGV[i], host, now, limit) end
+end
+local expired = redis.call('ZRANGEBYSCORE', p..':leases', '-inf', now, 'LIMIT', 0, RECLAIM_BATCH)
+for _, fp in ipairs(expired) do
+  redis.call('ZREM', p..':leases', fp)
+  requeue(p, fp, now, limit)
+end
+if #expired > 0 then redis.call('HINCRBY', p..':meta', 'reclaimed', #expired) end
+local out = {}
+local hosts = redis.call('ZRANGEBYSCORE', p..':ready', '-inf', now, 'LIMIT', 0, n)
+while #out < 2 * n and #hosts > 0 do
+  local again = {}
+  for _, host in ipairs(hosts) do
+    if #out >= 2 * n then break end
+    local q = p..':q:'..host
+    local popped = redis.call('ZPOPMIN', q)
+    if #popped == 0 then
+      redis.call('ZREM', p..':ready', host)
+    else
+      local fp = popped[1]
+      redis.call('ZADD', p..':leases', now + lease_ms, fp)
+      redis.call('SADD', p..':fetching', fp)
+      local inflight = settle(p, host, 1)
+      table.insert(out, fp)
+      table.insert(out, redis.call('HGET', p..':entries', fp))
+      if delay > 0 then redis.call('HSET', p..':next', host, now + delay) end
+      if inflight >= limit or redis.call('ZCARD', q) == 0 then
+        redis.call('ZREM', p..':ready', host)
+      elseif delay > 0 then
+        redis.call('ZADD', p..':ready', now + delay, host)
+      else
+        table.insert(again, host)
+      end
+    end
+  end
+  hosts = again
+end
+return out
+"""
+).replace("RECLAIM_BATCH", str(RECLAIM_BATCH))
+
+# ARGV: prefix, now, per_host, fp…  Returns how many were still leased (and now confirmed).
+_CONFIRM = (
+    _READY
+    + """
+local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local done = 0
+for i = 4, #ARGV do
+  local fp = ARGV[i]
+  if redis.call('ZREM', p..':leases', fp) == 1 then
+    local host = host_of(p, fp)
+    if host then free(p, fp, host, now, limit) end
+    redis.call('HDEL', p..':entries', fp)
+    done = done + 1
+  end
+end
+redis.call('HINCRBY', p..':meta', 'confirmed', done)
+return done
+"""
+)
+
+# ARGV: prefix, now, per_host, fp…  Leases given back unfinished (a clean stop).
+_RELEASE = (
+    _READY
+    + _REQUEUE
+    + """
+local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = 0
+for i = 4, #ARGV do
+  if redis.call('ZREM', p..':leases', ARGV[i]) == 1 then
+    requeue(p, ARGV[i], now, limit)
+    n = n + 1
+  end
+end
+redis.call('HINCRBY', p..':meta', 'released', n)
+return n
+"""
+)
+
+# ARGV: prefix, expiry, fp…  Extends leases still held (XX: never re-creates a lost one).
+_RENEW = """
+local n = 0
+for i = 3, #ARGV do
+  n = n + redis.call('ZADD', ARGV[1]..':leases', 'XX', 'CH', ARGV[2], ARGV[i])
+end
+return n
+"""
+
+
+class Frontier:
+    """One run's frontier. Cheap to build; every method is one round trip."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        campaign: str,
+        run: int,
+        *,
+        per_host: int = 4,
+        delay: float = 0.0,
+        lease_seconds: float = 120.0,
+        budgets: Budgets | None = None,
+    ) -> None:
+        self.redis = redis
+        self.prefix = keys.frontier(campaign, run)
+        self.per_host = per_host
+        self.delay_ms = int(delay * 1000)
+        self.lease_ms = int(lease_seconds * 1000)
+        self.budgets = budgets or Budgets()
+        self._add = redis.register_script(_ADD)
+        self._lease = redis.register_script(_LEASE)
+        self._confirm = redis.register_script(_CONFIRM)
+        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
+
+    @staticmethod
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+    def add(self, entries: Iterable[Entry]) -> AddResult:
+        args: list[Any] = [self.prefix, self.now_ms(), self.per_host]
+        for e in entries:
+            bucket, member = e.key.split(":")
+            score = e.depth * DEPTH_WEIGHT
+            payload = json.dumps(
+                {"u": e.url, "h": e.host, "s": score, "d": e.depth, "k": e.kind, **e.data},
+                separators=(",", ":"),
+            )
+            host_cap = self.budgets.pages_per_host if e.kind == "page" else 0
+            host = e.host.replace(SEP, "")  # JSON escapes it in the payload; not here
+            fields = (bucket, member, host, score, e.kind, self.budgets.cap(e.kind), host_cap)
+            args.append(SEP.join(map(str, fields)) + SEP + payload)
+        if len(args) == 3:
+            return AddResult()
+        return AddResult(*(int(x) for x in self._add(args=args)))
+
+    def lease(self, n: int, fetched: Sequence[str] = ()) -> list[Lease]:
+        """Up to ``n`` URLs, round-robin over the hosts that may be asked now; ``fetched``
+        are leases whose answer is in (their hosts' slots are freed first)."""
+        raw = self._lease(
+            args=[
+                self.prefix,
+                self.now_ms(),
+                n,
+                self.lease_ms,
+                self.per_host,
+                self.delay_ms,
+                *fetched,
+            ]
+        )
+        out = []
+        for fp, payload in zip(raw[::2], raw[1::2], strict=True):
+            d = json.loads(payload)
+            url, host, depth, kind = d.pop("u"), d.pop("h"), d.pop("d"), d.pop("k")
+            d.pop("s")
+            out.append(Lease(_s(fp), url, host, depth, kind, d))
+        return out
+
+    def confirm(self, ids: Sequence[str]) -> int:
+        """Done with these URLs; returns how many were still leased (not reclaimed)."""
+        return (
+            int(self._confirm(args=[self.prefix, self.now_ms(), self.per_host, *ids])) if ids else 0
+        )
+
+    def release(self, ids: Sequence[str]) -> int:
+        """Give leases back unfinished (a clean stop): queued again at once."""
+        return (
+            int(self._release(args=[self.prefix, self.now_ms(), self.per_host, *ids])) if ids else 0
+        )
+
+    def renew(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return int(self._renew(args=[self.prefix, self.now_ms() + self.lease_ms, *ids]))
+
+    def counts(self) -> dict[str, int]:
+        """queued, leased and the run's counters (added, confirmed, reclaimed, released)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hlen(f"{self.prefix}:entries")
+        pipe.zcard(f"{self.prefix}:leases")
+        pipe.hgetall(f"{self.prefix}:meta")
+        pipe.hgetall(f"{self.prefix}:budget")
+        entries, leased, meta, budget = pipe.execute()
+        out = {_s(k): int(v) for k, v in meta.items() if _s(k) != "seq"}
+        for name in ("added", "confirmed", "reclaimed", "released"):
+            out.setdefault(name, 0)
+        out["queued"] = int(entries) - int(leased)
+        out["leased"] = int(leased)
+        out.update(
+            {f"budget/{_s(k)}": int(v) for k, v in budget.items() if not _s(k).startswith("host:")}
+        )
+        return out
+
+    def drained(self) -> bool:
+        """Nothing queued and nothing leased: the run's crawl is complete."""
+        return int(self.redis.hlen(f"{self.prefix}:entries")) == 0
+
+    def clear(self) -> None:
+        """Delete every key of this run's frontier (a deleted campaign, a test)."""
+        for chunk in _chunks(self.redis.scan_iter(match=_glob(self.prefix) + ":*", count=1000)):
+            self.redis.unlink(*chunk)
+
+
+def forget_campaign(redis: Redis, campaign: str) -> int:
+    """Delete every Redis key of a campaign: counters, seen-sets and every run's frontier
+    (a deleted campaign made again under its name must start from nothing)."""
+    names = list(keys.campaign_keys(campaign))
+    pattern = _glob(keys.run_prefix(campaign)) + "*"
+    names += [_s(k) for k in redis.scan_iter(match=pattern, count=1000)]
+    deleted = 0
+    for chunk in _chunks(names):
+        deleted += int(redis.unlink(*chunk))
+    return deleted
+
+
+def _glob(prefix: str) -> str:
+    """``prefix`` as a SCAN pattern that matches itself literally (names hold any char)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+
+
+def _chunks(items: Iterable[Any], size: int = 1000) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,261 @@
+"""FrontierScheduler: Scrapy's scheduler replaced by the run's shared frontier in Redis.
+
+New requests become frontier entries (deduplicated, budgeted, per host); the scheduler
+leases a few at a time for this process's downloader. A leased request carries its lease
+id in ``meta``; a retry or redirect of it stays in this process under the same lease.
+
+A lease is confirmed only when the page is fully handled: its callback (wrapped by the
+spider) ends with a ``PageDone`` item; the queue pipeline sees it after the page's image
+references, enqueues them, then sends ``leases_done``; the scheduler first writes the
+links it still buffers to the frontier, then confirms. So a process killed at any moment
+leaves every URL it had not finished leased, and the lease runs out and hands it to
+another spider (at least once, never lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from scrapy import Request, signals
+from scrapy.crawler import Crawler
+from twisted.internet import task
+
+from arachne.crawler.frontier import Budgets, Entry, Frontier, Lease
+from arachne.crawler.scope import normalize_url
+from arachne.queue.connection import redis_from_url
+from arachne.urls import host_of
+
+if TYPE_CHECKING:
+    from scrapy import Spider
+
+log = logging.getLogger(__name__)
+
+LEASE_META = "arachne_lease"
+"""Request meta key: the frontier lease id the request works under."""
+KIND_META = "arachne_aux"
+"""Request meta key: what a non-page request fetches (stylesheet, sitemap)."""
+leases_done = object()
+"""Signal (``leases=[ids]``): these leases' results are queued; confirm them."""
+
+ADD_BUFFER = 200
+"""Links buffered before one round trip writes them to the frontier."""
+TICK_SECONDS = 0.2
+"""How often the scheduler refills from the frontier, renews leases, checks for the end."""
+EMPTY_BACKOFF = 0.05
+"""Seconds between lease calls while the frontier has nothing ready for this process."""
+
+
+@dataclass(frozen=True)
+class PageDone:
+    """The last output of a leased request's callback or errback."""
+
+    lease: str
+
+
+class FrontierScheduler:
+    def __init__(self, crawler: Crawler, frontier: Frontier, *, batch: int = 16) -> None:
+        self.crawler = crawler
+        self.frontier = frontier
+        self.batch = batch
+        self._local: deque[Request] = deque()  # leased, waiting for the downloader
+        self._adds: list[Entry] = []
+        self._held: set[str] = set()  # leases of this process not yet confirmed
+        self._fetched: list[str] = []  # held leases whose answer is in: free their slots
+        self._last_empty = 0.0
+        self._last_renew = time.monotonic()
+        self._drained = False
+        self._last_error = 0.0
+        self._tick: task.LoopingCall | None = None
+        self.spider: Spider | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> FrontierScheduler:
+        s = crawler.settings
+        settings = s["ARACHNE_SETTINGS"]
+        budgets = s.get("ARACHNE_BUDGETS") or Budgets()
+        frontier = Frontier(
+            redis_from_url(s["ARACHNE_REDIS_URL"]),
+            s["ARACHNE_CAMPAIGN"],
+            s.getint("ARACHNE_RUN", 1),
+            per_host=settings.crawl_concurrency_per_host,
+            delay=settings.crawl_delay,
+            lease_seconds=settings.crawl_lease_seconds,
+            budgets=budgets,
+        )
+        scheduler = cls(crawler, frontier, batch=s.getint("CONCURRENT_REQUESTS"))
+        crawler.signals.connect(scheduler.confirm, signal=leases_done)
+        crawler.signals.connect(scheduler.response_received, signal=signals.response_received)
+        return scheduler
+
+    # --- Scrapy's scheduler interface --------------------------------------------------
+    def open(self, spider: Spider) -> None:
+        self.spider = spider
+        self._tick = task.LoopingCall(self._safe_tick)
+        self._tick.start(TICK_SECONDS, now=False)
+
+    def close(self, reason: str) -> None:
+        if self._tick is not None and self._tick.running:
+            self._tick.stop()
+        self._flush_adds()
+        # A clean stop gives unfinished leases straight back instead of letting them expire.
+        released = self.frontier.release(sorted(self._held))
+        if released:
+            log.info("gave %d unfinished URLs back to the frontier", released)
+        self._held.clear()
+        # Run-wide figures (every spider of the run): URLs admitted per kind.
+        for key, value in self.frontier.counts().items():
+            if key.startswith("budget/"):
+                self.crawler.stats.set_value(f"arachne/{key[7:]}/requested", value)
+
+    def has_pending_requests(self) -> bool:
+        return bool(self._local or self._adds or self._held) or not self._drained
+
+    def enqueue_request(self, request: Request) -> bool:
+        if LEASE_META in request.meta:  # a retry or redirect of a leased URL: ours to finish
+            self._local.append(request)
+            return True
+        self._adds.append(self._entry(request))
+        if len(self._adds) >= ADD_BUFFER:
+            self._flush_adds()
+        return True
+
+    def next_request(self) -> Request | None:
+        if not self._local:
+            self._refill()
+        return self._local.popleft() if self._local else None
+
+    # --- the frontier side -------------------------------------------------------------
+    def response_received(self, response: Any, request: Request, **_: Any) -> None:
+        """The final answer (redirects and retries happen below the engine) is in: the
+        host's slot is free for the next fetch, whether or not the page is confirmed yet."""
+        lease = request.meta.get(LEASE_META)
+        if lease:
+            self._fetched.append(lease)
+
+    def confirm(self, leases: list[str], **_: Any) -> None:
+        """``leases_done``: the pages' links go to the frontier first, then the confirm."""
+        self._flush_adds()
+        ids = [lease for lease in leases if lease in self._held]
+        self._held.difference_update(ids)
+        confirmed = self.frontier.confirm(ids)
+        if confirmed < len(ids):  # a lease ran out meanwhile: another spider has it too
+            self._inc("arachne/frontier/lease_expired", len(ids) - confirmed)
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception as exc:  # Redis unreachable: keep what we hold, try again
+            now = time.monotonic()
+            if now - self._last_error > 10:
+                log.warning("frontier unreachable (%s); retrying", exc)
+                self._last_error = now
+
+    def tick(self) -> None:
+        self._flush_adds()
+        now = time.monotonic()
+        if self._held and now - self._last_renew > self.frontier.lease_ms / 3000:
+            self.frontier.renew(sorted(self._held))
+            self._last_renew = now
+        drained = not self._held and not self._local and self.frontier.drained()
+        if drained and not self._drained:
+            self._wake_engine()  # it closes the spider when it sees it idle
+        self._drained = drained
+        if self._local or self.crawler.engine is None:
+            if self._fetched:
+                self.frontier.lease(0, self._take_fetched())
+            return
+        # Wake the engine for what the frontier has now (it otherwise polls every 5 s).
+        for request in self._refill():
+            self._local.remove(request)
+            self.crawler.engine.crawl(request)
+
+    def _refill(self) -> list[Request]:
+        if time.monotonic() - self._last_empty < EMPTY_BACKOFF:
+            return []
+        self._flush_adds()
+        # Only what the downloader can start now: a lease parked here holds its host's
+        # slot, which another spider process could be using.
+        engine = self.crawler.engine
+        active = len(engine.downloader.active) if engine is not None else 0
+        leases = self.frontier.lease(max(1, self.batch - active), self._take_fetched())
+        if not leases:
+            self._last_empty = time.monotonic()
+            return []
+        requests = [self._request(lease) for lease in leases]
+        self._held.update(lease.id for lease in leases)
+        self._local.extend(requests)
+        self._inc("arachne/frontier/leased", len(leases))
+        return requests
+
+    def _take_fetched(self) -> list[str]:
+        fetched, self._fetched = self._fetched, []
+        return fetched
+
+    def _wake_engine(self) -> None:
+        # Scrapy looks at the scheduler again after a download, a new request, or its 5 s
+        # heartbeat; a frontier that just drained would otherwise wait for the heartbeat.
+        slot = getattr(self.crawler.engine, "_slot", None)
+        nextcall = getattr(slot, "nextcall", None)
+        if nextcall is not None:
+            nextcall.schedule()
+
+    def _flush_adds(self) -> None:
+        if not self._adds:
+            return
+        adds, self._adds = self._adds, []
+        result = self.frontier.add(adds)
+        self._drained = self._drained and not result.added
+        self._inc("arachne/frontier/added", result.added)
+        self._inc("arachne/frontier/duplicate", result.duplicate)
+        self._inc("arachne/frontier/capped", result.capped)
+        self._inc("arachne/frontier/capped_host", result.capped_host)
+
+    def _inc(self, key: str, n: int) -> None:
+        if n and self.crawler.stats is not None:
+            self.crawler.stats.inc_value(key, n)
+
+    # --- requests ↔ entries ------------------------------------------------------------
+    def _entry(self, request: Request) -> Entry:
+        kind = request.meta.get(KIND_META) or "page"
+        data: dict[str, Any] = {
+            "cb": _name(request.callback),
+            "eb": _name(request.errback),
+            "kw": request.cb_kwargs,
+            "m": {k: v for k, v in request.meta.items() if k.startswith("arachne_")},
+        }
+        return Entry(
+            url=request.url,
+            host=host_of(request.url),
+            depth=int(request.cb_kwargs.get("depth", 0)) if kind == "page" else 0,
+            kind=kind,
+            data=data,
+            key_url=normalize_url(request.url),
+        )
+
+    def _request(self, lease: Lease) -> Request:
+        spider = self.spider
+        assert spider is not None
+        d = lease.data
+        meta = {**d.get("m", {}), LEASE_META: lease.id}
+        return Request(
+            lease.url,
+            callback=getattr(spider, d["cb"]) if d.get("cb") else None,
+            errback=getattr(spider, d["eb"]) if d.get("eb") else None,
+            cb_kwargs=d.get("kw") or {},
+            meta=meta,
+            dont_filter=True,
+        )
+
+
+def _name(method: Any) -> str | None:
+    """A spider method by name (entries are JSON); anything else is not allowed."""
+    if method is None:
+        return None
+    name = getattr(method, "__name__", None)
+    if name is None or getattr(method, "__self__", None) is None:
+        raise ValueError(f"frontier requests need spider methods as callbacks, not {method!r}")
+    return str(name)

@@ -1,0 +1,171 @@
+"""Real `arachne crawl` processes on one run's shared frontier: `kill -9` mid-crawl loses no
+URL, two processes share one campaign within the per-host limit, and a finished run makes
+the next crawl a new run that re-visits every page. Loopback site with ground truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from arachne.crawler.frontier import Frontier
+from arachne.queue import keys
+from arachne.queue.connection import image_queues
+from arachne.settings import Settings
+from arachne.urls import url_key
+from tests.frontier_site import SiteState, tree_site
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("ARACHNE_")}
+    out.update(
+        ARACHNE_CONFIG=str(tmp_path / "none.toml"),
+        ARACHNE_DATA_DIR=str(tmp_path / "data"),
+        REDIS_URL=redis_url,
+        ARACHNE_ALLOW_PRIVATE_NETWORKS="true",  # the site is on loopback
+        ARACHNE_CRAWL_LEASE_SECONDS="3",
+    )
+    return out
+
+
+def arachne(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "arachne", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "arachne", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def create(env: dict[str, str], name: str, site: SiteState) -> None:
+    hosts = [arg for host in site.host_names() for arg in ("--allow-host", host)]
+    done = arachne(
+        env, "campaign", "create", name, "--seed", site.page(0), *hosts,
+        "--max-depth", "30", "--max-pages", "5000", "--robots", "ignore",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def queued_images(redis: Redis, name: str, run: int) -> set[str]:
+    """Image URLs in the run's jobs (the rq queue: no worker runs in these tests)."""
+    urls = set()
+    for queue in image_queues(redis, Settings()):
+        for job in queue.get_jobs():
+            if job.args[0] == name and job.args[2] == run:
+                urls.update(ref["url"] for ref in job.args[1])
+    return urls
+
+
+def wait_for(predicate: object, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def slow_site() -> Iterator[SiteState]:
+    with tree_site(pages=150, delay=0.15) as site:
+        yield site
+
+
+def test_kill_9_mid_crawl_loses_no_url(
+    env: dict[str, str], redis_client: Redis, slow_site: SiteState
+) -> None:
+    site = slow_site
+    env["ARACHNE_CRAWL_CONCURRENCY_PER_HOST"] = "2"  # ~13 pages/s: time to kill it midway
+    create(env, "k9", site)
+    first = spawn(env, "crawl", "k9")
+    wait_for(lambda: site.pages_hit() >= 40)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    hit_before = site.pages_hit()
+    assert hit_before < site.pages, "the crawl was killed before it finished"
+    frontier = Frontier(redis_client, "k9", 1)
+    assert frontier.counts()["leased"] > 0, "the dead process held leases"
+
+    second = arachne(env, "crawl", "k9")
+    assert second.returncode == 0, second.stderr
+    assert "resuming run 1 of 'k9'" in second.stderr
+
+    lost_pages = site.page_urls() - set(site.hits)
+    lost_images = site.image_urls() - queued_images(redis_client, "k9", 1)
+    counts = frontier.counts()
+    twice = sum(1 for path, n in site.hits.items() if n > 1)
+    print(
+        f"kill -9 after {hit_before} of {site.pages} pages: pages lost {len(lost_pages)}, "
+        f"images lost {len(lost_images)}, leases reclaimed {counts['reclaimed']}, "
+        f"pages fetched twice {twice}"
+    )
+    assert lost_pages == set() and lost_images == set(), "URLs lost: must be 0"
+    assert counts["reclaimed"] > 0 and frontier.drained()
+    assert twice <= counts["reclaimed"], "only the dead process's unfinished pages twice"
+    seen = redis_client.smembers(keys.run_seen("k9", 1))
+    assert {url_key(u).encode() for u in site.image_urls()} <= seen
+
+
+def test_two_processes_share_a_run_within_the_per_host_limit(
+    env: dict[str, str], redis_client: Redis
+) -> None:
+    # 3 hosts x 3 pages at once = 9 fetches, more than one process's 4: both get work.
+    env["ARACHNE_CRAWL_CONCURRENCY_PER_HOST"] = "3"
+    env["ARACHNE_CRAWL_CONCURRENCY"] = "4"
+    with tree_site(pages=240, delay=0.2, hosts=3) as site:  # ~6 s with both
+        create(env, "two", site)
+        procs = [spawn(env, "crawl", "two") for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    responses = [int(err.split("finished: ")[1].split(" responses")[0]) for _, err in outs]
+    assert all(n > 0 for n in responses), f"both processes crawled: {responses}"
+    # Each page once between them, and each host's robots.txt and /sitemap.xml once a run.
+    assert sum(responses) == site.pages + 2 * site.hosts
+    assert set(site.hits.values()) == {1}
+    print(f"two processes: responses {responses}, most pages at once per host {site.max_active}")
+    assert max(site.max_active.values()) <= 3, f"over the per-host limit: {site.max_active}"
+    assert queued_images(redis_client, "two", 1) == site.image_urls()
+
+
+def test_a_finished_run_makes_the_next_crawl_a_new_run(
+    env: dict[str, str], redis_client: Redis
+) -> None:
+    with tree_site(pages=30) as site:
+        create(env, "again", site)
+        first = arachne(env, "crawl", "again")
+        assert first.returncode == 0 and "starting run 1 of 'again'" in first.stderr
+        second = arachne(env, "crawl", "again")
+        assert second.returncode == 0, second.stderr
+        assert "starting run 2 of 'again'" in second.stderr
+    assert set(site.hits.values()) == {2}, "every page re-visited by run 2"
+    assert queued_images(redis_client, "again", 2) == site.image_urls(), "images re-queued"
+    stats = arachne(env, "stats", "again", "--json")
+    summary = json.loads(stats.stdout)
+    assert [(r["number"], r["status"]) for r in summary["runs"]] == [(1, "done"), (2, "done")]
+    assert [r["figures"]["pages"] for r in summary["runs"]] == [30, 30]
+    assert summary["pages"] == 60, "the total is over every run"
+    assert summary["run"] == {"number": 2, "status": "done"}
