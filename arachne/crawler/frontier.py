@@ -159,42 +159,54 @@ local function budget(name)
 end
 local seq = tonumber(redis.call('HGET', p..':meta', 'seq') or '0')
 local fields = {}
-local function fields_of(arg)
-  local out, from = {}, 1
-  for _ = 1, 7 do
-    local at = string.find(arg, '\\031', from, true)
-    table.insert(out, string.sub(arg, from, at - 1))
-    from = at + 1
+-- Fields are read as needed: most links a page offers were seen already, and those need
+-- only the first two.
+local function field(arg, from)
+  local at = string.find(arg, '\\031', from, true)
+  return string.sub(arg, from, at - 1), at + 1
+end
+local function offer(arg, at, bucket, member, seen)
+  local host, score, kind, cap, hcap
+  host, at = field(arg, at)
+  score, at = field(arg, at)
+  kind, at = field(arg, at)
+  cap, at = field(arg, at)
+  hcap, at = field(arg, at)
+  if tonumber(cap) > 0 and budget(kind) >= tonumber(cap) then
+    capped = capped + 1
+    return
   end
-  table.insert(out, string.sub(arg, from))
-  return out
+  if tonumber(hcap) > 0 and budget('host:'..host) >= tonumber(hcap) then
+    hcapped = hcapped + 1
+    return
+  end
+  redis.call('SADD', seen, member)
+  used[kind] = budget(kind) + 1
+  if kind == 'page' then used['host:'..host] = budget('host:'..host) + 1 end
+  seq = seq + 1
+  local fp = bucket..':'..member
+  table.insert(fields, fp)
+  table.insert(fields, string.sub(arg, at))
+  redis.call('ZADD', p..':q:'..host, tonumber(score) + seq, fp)
+  touched[host] = true
+  added = added + 1
 end
 for i = 4, #ARGV do
-  local f = fields_of(ARGV[i])
-  local bucket, member, host, score = f[1], f[2], f[3], tonumber(f[4])
-  local kind, cap, hcap = f[5], tonumber(f[6]), tonumber(f[7])
+  local arg = ARGV[i]
+  local bucket, at = field(arg, 1)
+  local member
+  member, at = field(arg, at)
   local seen = p..':seen:'..bucket
   if redis.call('SISMEMBER', seen, member) == 1 then
     dup = dup + 1
-  elseif cap > 0 and budget(kind) >= cap then
-    capped = capped + 1
-  elseif hcap > 0 and budget('host:'..host) >= hcap then
-    hcapped = hcapped + 1
   else
-    redis.call('SADD', seen, member)
-    used[kind] = budget(kind) + 1
-    if kind == 'page' then used['host:'..host] = budget('host:'..host) + 1 end
-    seq = seq + 1
-    local fp = bucket..':'..member
-    table.insert(fields, fp)
-    table.insert(fields, f[8])
-    redis.call('ZADD', p..':q:'..host, score + seq, fp)
-    touched[host] = true
-    added = added + 1
+    offer(arg, at, bucket, member, seen)
   end
 end
 if added > 0 then
-  redis.call('HSET', p..':entries', unpack(fields))
+  for lo = 1, #fields, 1000 do
+    redis.call('HSET', p..':entries', unpack(fields, lo, math.min(lo + 999, #fields)))
+  end
   for name, n in pairs(used) do redis.call('HSET', p..':budget', name, n) end
   redis.call('HSET', p..':meta', 'seq', seq)
   redis.call('HINCRBY', p..':meta', 'added', added)
@@ -203,6 +215,20 @@ end
 return {added, dup, capped, hcapped}
 """
 )
+
+# ARGV: prefix, fingerprint (bucket:member)…  Returns the 0-based indexes of those unseen.
+_UNSEEN = """
+local p, out = ARGV[1], {}
+for i = 2, #ARGV do
+  local fp = ARGV[i]
+  local colon = string.find(fp, ':', 1, true)
+  local bucket, member = string.sub(fp, 1, colon - 1), string.sub(fp, colon + 1)
+  if redis.call('SISMEMBER', p..':seen:'..bucket, member) == 0 then
+    table.insert(out, i - 2)
+  end
+end
+return out
+"""
 
 # Put leased entries back on their queues: expired ones (reclaim) or released ones.
 _REQUEUE = """
@@ -336,6 +362,7 @@ class Frontier:
         self.lease_ms = int(lease_seconds * 1000)
         self.budgets = budgets or Budgets()
         self._add = redis.register_script(_ADD)
+        self._unseen = redis.register_script(_UNSEEN)
         self._lease = redis.register_script(_LEASE)
         self._confirm = redis.register_script(_CONFIRM)
         self._release = redis.register_script(_RELEASE)
@@ -346,9 +373,19 @@ class Frontier:
         return int(time.time() * 1000)
 
     def add(self, entries: Iterable[Entry]) -> AddResult:
+        """Offer URLs; the run admits each once, within its budgets."""
+        entries = list(entries)
+        if not entries:
+            return AddResult()
+        # Most links a page offers were seen already: ask which are new first (one short
+        # argument each), and build the full entries only for those (the add re-checks).
+        fps = [e.key for e in entries]
+        unseen = {int(i) for i in self._unseen(args=[self.prefix, *fps])}
+        result = AddResult(duplicate=len(entries) - len(unseen))
         args: list[Any] = [self.prefix, self.now_ms(), self.per_host]
-        for e in entries:
-            bucket, member = e.key.split(":")
+        for i in sorted(unseen):
+            e = entries[i]
+            bucket, member = fps[i].split(":")
             score = e.depth * DEPTH_WEIGHT
             payload = json.dumps(
                 {"u": e.url, "h": e.host, "s": score, "d": e.depth, "k": e.kind, **e.data},
@@ -358,9 +395,11 @@ class Frontier:
             host = e.host.replace(SEP, "")  # JSON escapes it in the payload; not here
             fields = (bucket, member, host, score, e.kind, self.budgets.cap(e.kind), host_cap)
             args.append(SEP.join(map(str, fields)) + SEP + payload)
-        if len(args) == 3:
-            return AddResult()
-        return AddResult(*(int(x) for x in self._add(args=args)))
+        if len(args) > 3:
+            added, duplicate, capped, capped_host = (int(x) for x in self._add(args=args))
+            result.added, result.capped, result.capped_host = added, capped, capped_host
+            result.duplicate += duplicate  # another spider added it meanwhile
+        return result
 
     def lease(self, n: int, fetched: Sequence[str] = ()) -> list[Lease]:
         """Up to ``n`` URLs, round-robin over the hosts that may be asked now; ``fetched``
