@@ -109,6 +109,10 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool, quiet_stop: bo
     # SIGTERM's default kills the process on the spot: no `finally`, so children and the
     # embedded Valkey would be orphaned. (rq, Scrapy and aiohttp install their own.)
     signal.signal(signal.SIGTERM, _raise_terminated)
+    # A process started in the background by a script inherits SIGINT *ignored*, and Python
+    # then installs no KeyboardInterrupt: Ctrl-C (or `arachne run` stopping its children)
+    # would be lost until rq or Scrapy install their own handlers, seconds into start-up.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
