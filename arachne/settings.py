@@ -60,9 +60,31 @@ class Settings(BaseSettings):
     # crawl
     max_depth: int = Field(5, ge=0)
     max_pages: int = Field(10_000, ge=1)
-    crawl_concurrency: int = Field(16, ge=1)
-    crawl_concurrency_per_host: int = Field(8, ge=1)
-    crawl_delay: float = Field(0.0, ge=0, description="Seconds between requests to one host.")
+    crawl_concurrency: int = Field(16, ge=1, description="Pages in flight per spider process.")
+    per_host_concurrency: int = Field(
+        4,
+        ge=1,
+        description="Requests in flight to one host at once, over every spider and worker "
+        "of the cluster (pages, images and re-checks together).",
+    )
+    per_host_delay: float = Field(
+        0.0,
+        ge=0,
+        description="Least seconds between the starts of two requests to one host, over the "
+        "whole cluster; robots.txt Crawl-delay and back-off can only make it longer.",
+    )
+    crawl_delay_cap: float = Field(
+        30.0, ge=0, description="robots.txt Crawl-delay is honoured up to this many seconds."
+    )
+    host_backoff_max: float = Field(
+        300.0, gt=0, description="Longest back-off after 429s, 5xx answers and timeouts."
+    )
+    host_wait_max: float = Field(
+        30.0,
+        ge=0,
+        description="A worker waits this long at most for a busy or paced host; longer, and "
+        "the image is put off (re-queued for when the host allows).",
+    )
     crawl_lease_seconds: float = Field(
         120.0,
         gt=0,
@@ -76,7 +98,6 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(20.0, gt=0)
     fetch_max_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     fetch_concurrency: int = Field(32, ge=1)
-    fetch_per_host: int = Field(6, ge=1)
     allow_private_networks: bool = Field(
         False,
         description="Fetch images on loopback/private addresses (tests and the demo only): "

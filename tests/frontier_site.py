@@ -1,7 +1,8 @@
 """A loopback site for crawl tests with ground truth: ``pages`` pages in a tree (each links
 its two children and back to the root), two image URLs a page, an optional delay per page,
-spread over ``hosts`` loopback addresses (page i on 127.0.0.(1 + i % hosts)). It counts
-every page request and, per host, the most page requests it served at once.
+spread over ``hosts`` loopback addresses (page i on 127.0.0.(1 + i % hosts)); the images are
+benign generated JPEGs. It counts every request and, per host, the most requests (pages and
+images together) it served at once.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from arachne.demo.background import ServerThread
+from tests.imageserver import make_image
 
 
 @dataclass
@@ -22,6 +24,7 @@ class SiteState:
     hosts: int = 1
     port: int = 0
     hits: Counter[str] = field(default_factory=Counter)  # page URL → requests
+    image_hits: Counter[str] = field(default_factory=Counter)  # image URL → requests
     active: Counter[str] = field(default_factory=Counter)  # host → requests in progress
     max_active: Counter[str] = field(default_factory=Counter)
 
@@ -57,13 +60,9 @@ class _Site:
         self.state = state
         self.runner: web.AppRunner | None = None
 
-    async def page(self, request: web.Request) -> web.Response:
+    async def _serve(self, host: str) -> None:
+        """Count the request in flight on its host for as long as it takes."""
         state = self.state
-        i = int(request.match_info["i"])
-        host = request.url.host or ""
-        if i >= state.pages or host != state.host(i):
-            raise web.HTTPNotFound()
-        state.hits[state.page(i)] += 1
         state.active[host] += 1
         state.max_active[host] = max(state.max_active[host], state.active[host])
         try:
@@ -71,6 +70,23 @@ class _Site:
                 await asyncio.sleep(state.delay)
         finally:
             state.active[host] -= 1
+
+    async def image(self, request: web.Request) -> web.Response:
+        i, host = int(request.match_info["i"]), request.url.host or ""
+        if i >= self.state.pages or host != self.state.host(i):
+            raise web.HTTPNotFound()
+        self.state.image_hits[str(request.url)] += 1
+        await self._serve(host)
+        return web.Response(body=make_image(i), content_type="image/jpeg")
+
+    async def page(self, request: web.Request) -> web.Response:
+        state = self.state
+        i = int(request.match_info["i"])
+        host = request.url.host or ""
+        if i >= state.pages or host != state.host(i):
+            raise web.HTTPNotFound()
+        state.hits[state.page(i)] += 1
+        await self._serve(host)
         links = "".join(
             f'<a href="{state.page(c)}">child</a>'
             for c in (2 * i + 1, 2 * i + 2)
@@ -85,6 +101,7 @@ class _Site:
     async def start(self) -> SiteState:
         app = web.Application()
         app.router.add_get(r"/p/{i:\d+}.html", self.page)
+        app.router.add_get(r"/img/{i:\d+}-{s:[ab]}.jpg", self.image)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         first = web.TCPSite(self.runner, self.state.host(0), 0)

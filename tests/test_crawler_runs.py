@@ -99,7 +99,7 @@ def test_kill_9_mid_crawl_loses_no_url(
     env: dict[str, str], redis_client: Redis, slow_site: SiteState
 ) -> None:
     site = slow_site
-    env["ARACHNE_CRAWL_CONCURRENCY_PER_HOST"] = "2"  # ~13 pages/s: time to kill it midway
+    env["ARACHNE_PER_HOST_CONCURRENCY"] = "2"  # ~13 pages/s: time to kill it midway
     create(env, "k9", site)
     first = spawn(env, "crawl", "k9")
     wait_for(lambda: site.pages_hit() >= 40)
@@ -134,7 +134,7 @@ def test_two_processes_share_a_run_within_the_per_host_limit(
     env: dict[str, str], redis_client: Redis
 ) -> None:
     # 3 hosts x 3 pages at once = 9 fetches, more than one process's 4: both get work.
-    env["ARACHNE_CRAWL_CONCURRENCY_PER_HOST"] = "3"
+    env["ARACHNE_PER_HOST_CONCURRENCY"] = "3"
     env["ARACHNE_CRAWL_CONCURRENCY"] = "4"
     with tree_site(pages=240, delay=0.2, hosts=3) as site:  # ~6 s with both
         create(env, "two", site)
@@ -169,3 +169,31 @@ def test_a_finished_run_makes_the_next_crawl_a_new_run(
     assert [r["figures"]["pages"] for r in summary["runs"]] == [30, 30]
     assert summary["pages"] == 60, "the total is over every run"
     assert summary["run"] == {"number": 2, "status": "done"}
+
+
+def test_spiders_and_workers_together_stay_within_the_per_host_limit(
+    env: dict[str, str], redis_client: Redis
+) -> None:
+    # Two spider processes and two workers, each allowed more than the host limit on its
+    # own: the site counts what it serves at once per host, pages and images together.
+    env["ARACHNE_PER_HOST_CONCURRENCY"] = "2"
+    with tree_site(pages=60, delay=0.05, hosts=2) as site:
+        create(env, "polite", site)
+        run = spawn(env, "run", "polite", "--workers", "2", "--json")
+        extra = spawn(env, "crawl", "polite")
+        t0 = time.monotonic()
+        out, err = run.communicate(timeout=240)
+        _, extra_err = extra.communicate(timeout=60)
+        took = time.monotonic() - t0
+    assert extra.returncode == 0, extra_err[-3000:]
+    assert run.returncode == 0, err[-3000:]
+    summary = json.loads(out)
+    print(
+        f"politeness: most requests at once per host {dict(site.max_active)} (limit 2); "
+        f"{sum(site.hits.values())} page and {sum(site.image_hits.values())} image requests "
+        f"in {took:.1f} s"
+    )
+    assert max(site.max_active.values()) <= 2, dict(site.max_active)
+    assert set(site.hits) == site.page_urls()
+    assert set(site.image_hits) == site.image_urls(), "every image fetched by the workers"
+    assert summary["images_fetched"] == len(site.image_urls())

@@ -160,15 +160,29 @@ def test_a_refetch_waits_for_the_servers_retry_after(context: jobs.WorkerContext
     waits = {"/busy.jpg": {"Retry-After": "600"}, "/hostile.jpg": {"Retry-After": "99999999"}}
     queue = image_queue(context.redis, context.settings)
     scheduled = ScheduledJobRegistry(queue=queue)
+    from arachne.queue import keys
+
+    def refetch_of(path: str) -> tuple[float, list[dict[str, object]]]:
+        before = set(scheduled.get_job_ids())
+        started = time.time()
+        jobs.process_batch("c1", [{"url": base + path, "page": None}])
+        (job_id,) = set(scheduled.get_job_ids()) - before
+        job = queue.fetch_job(job_id)
+        assert job is not None
+        return scheduled.get_scheduled_time(job_id).timestamp() - started, job.args[1]
+
     with serve_slow(routes, headers=waits) as base:
-        for path, expected in (("/busy.jpg", 600), ("/hostile.jpg", jobs.RETRY_AFTER_CAP)):
-            before = set(scheduled.get_job_ids())
-            started = time.time()
-            jobs.process_batch("c1", [{"url": base + path, "page": None}])
-            (job_id,) = set(scheduled.get_job_ids()) - before
-            delay = scheduled.get_scheduled_time(job_id).timestamp() - started
-            # Not the configured 30 s: the server's word, capped at an hour.
-            assert expected - 5 <= delay <= expected + 5, (path, delay)
+        # Not the configured 30 s: the server's word.
+        delay, refs = refetch_of("/busy.jpg")
+        assert 595 <= delay <= 605 and refs[0]["attempt"] == 1
+        # The whole host now waits, for every worker: its next image is not even asked
+        # for, and being put off is not an attempt.
+        delay, refs = refetch_of("/hostile.jpg")
+        assert 590 <= delay <= 605 and refs[0]["attempt"] == 0
+        # A hostile Retry-After is capped at an hour.
+        context.redis.delete(keys.host_state("127.0.0.1"))
+        delay, refs = refetch_of("/hostile.jpg")
+        assert jobs.RETRY_AFTER_CAP - 5 <= delay <= jobs.RETRY_AFTER_CAP + 5, delay
 
 
 def test_a_large_list_uses_the_multi_index_and_still_matches(

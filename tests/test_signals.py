@@ -33,7 +33,7 @@ def _env(data_dir: Path) -> dict[str, str]:
         ARACHNE_ALLOW_PRIVATE_NETWORKS="true",  # the slow site below is on loopback
         ARACHNE_NOTICE_CHANNEL="outbox",  # no warnings about an unset hotline identity
         ARACHNE_OUTBOX_DIR=str(data_dir / "outbox"),
-        ARACHNE_CRAWL_DELAY="0.2",
+        ARACHNE_PER_HOST_DELAY="0.2",
     )
     return env
 

@@ -2,11 +2,14 @@
 
 Modelled on URLFrontier and Mercator: one queue per host (breadth-first: ordered by depth,
 then by arrival), a heap of hosts by the time they may next be asked, and URLs that are
-*leased*, not popped. A spider confirms a URL once everything it found there is safely
-queued; a URL not confirmed within the lease time goes back to its host's queue, so a
-spider killed with ``kill -9`` loses nothing and any other spider (or its restart) finishes
-the run. Every operation is one Lua script, so any number of spiders on any machines
-sharing the Redis work one run together without races.
+*leased*, not popped. A lease takes one of the host's request slots, shared by every
+spider and worker (``arachne.queue.politeness``); the slot is freed as soon as the page's
+answer is in, while the lease itself waits for the page to be confirmed. A spider
+confirms a URL once everything it found there is safely queued; a URL not confirmed within
+the lease time goes back to its host's queue, so a spider killed with ``kill -9`` loses
+nothing and any other spider (or its restart) finishes the run. Every operation is one
+Lua script, so any number of spiders on any machines sharing the Redis work one run
+together without races.
 
 Dedup is exact in practice with a known memory bound: each URL becomes an 80-bit
 fingerprint, 16 bits choosing one of 65,536 Redis sets and 64 bits stored in it as an
@@ -18,13 +21,7 @@ probability n²/2⁸¹: about 4·10⁻¹¹ at 10 million URLs.
 Keys (``keys.frontier(campaign, run)`` is the prefix P):
   P:entries   HASH  fingerprint → entry JSON, while queued or leased
   P:q:{host}  ZSET  fingerprint by depth·10⁹ + arrival, one per host
-  P:ready     ZSET  host by the time (ms) it may next be asked; only hosts that have
-                    queued URLs and fewer than ``per_host`` leased
-  P:next      HASH  host → earliest next lease time (ms), from the per-host delay
-  P:inflight  HASH  host → URLs leased and still being fetched
-  P:fetching  SET   fingerprints leased and still being fetched (their host's slot is
-                    taken until the answer is in: politeness is about fetches, and a
-                    fetched page may wait a second for its confirm)
+  P:ready     ZSET  host (with queued URLs) by the time (ms) it may next be asked
   P:leases    ZSET  fingerprint by lease expiry (ms)
   P:budget    HASH  budget name → URLs admitted (pages, stylesheet, sitemap);
                     ``host:{host}`` → pages admitted on that host
@@ -44,6 +41,7 @@ from typing import Any
 from redis import Redis
 
 from arachne.queue import keys
+from arachne.queue.politeness import ACQUIRE_LUA
 
 SEEN_BUCKETS = 1 << 16
 """Dedup sets per run: 65,536 keeps every set an intset up to ~33 M URLs a run."""
@@ -52,6 +50,9 @@ DEPTH_WEIGHT = 1_000_000_000
 SEP = "\x1f"
 """Separates an entry's fields in one script argument (JSON never has it unescaped)."""
 RECLAIM_BATCH = 1_000
+BUSY_RECHECK_MS = 100
+"""A host whose slots are all taken (by any process) is looked at again this much later,
+or as soon as a slot this frontier handed out is freed."""
 """Expired leases returned to their queues per lease call (bounded work per call)."""
 
 
@@ -81,6 +82,7 @@ class Lease:
     depth: int
     kind: str
     data: dict[str, Any]
+    tries: int = 0  # earlier leases given back for a later try (429/503)
 
 
 @dataclass(frozen=True)
@@ -114,32 +116,27 @@ def fingerprint(kind: str, url: str) -> str:
 # --- Lua -------------------------------------------------------------------------------
 # Shared by the scripts: put a host back on the ready heap when it has queued URLs and
 # room for another lease, no earlier than its next allowed time.
-_READY = """
-local function ready(p, host, now, limit)
-  local inflight = tonumber(redis.call('HGET', p..':inflight', host) or '0')
-  if inflight < limit and redis.call('ZCARD', p..':q:'..host) > 0 then
-    local nxt = tonumber(redis.call('HGET', p..':next', host) or '0')
-    redis.call('ZADD', p..':ready', 'NX', math.max(now, nxt), host)
+_READY = (
+    ACQUIRE_LUA
+    + """
+-- Put a host with queued URLs on the ready heap now (or move it up to now): the lease
+-- finds out whether its slots and pacing allow a request.
+local function ready(p, host, now)
+  if redis.call('ZCARD', p..':q:'..host) > 0 then
+    redis.call('ZADD', p..':ready', 'LT', now, host)
   end
 end
-local function settle(p, host, delta)
-  local n = redis.call('HINCRBY', p..':inflight', host, delta)
-  if n <= 0 then redis.call('HDEL', p..':inflight', host) end
-  return n
-end
--- A leased URL's fetch is over (answered, confirmed or given back): free its host's slot
+-- A leased URL's fetch is over (answered, confirmed or given back): free its host slot
 -- once, whichever of those comes first.
-local function free(p, fp, host, now, limit)
-  if redis.call('SREM', p..':fetching', fp) == 1 then
-    settle(p, host, -1)
-    ready(p, host, now, limit)
-  end
+local function free(p, fp, host, now)
+  if host_release(host, p..'|'..fp) == 1 then ready(p, host, now) end
 end
 local function host_of(p, fp)
   local payload = redis.call('HGET', p..':entries', fp)
   if payload then return cjson.decode(payload).h end
 end
 """
+)
 
 # ARGV: prefix, now, per_host, then one argument per entry: bucket, member, host, score,
 # kind, cap, host_cap and payload joined by \x1f (one argument, not eight: packing the
@@ -210,7 +207,7 @@ if added > 0 then
   for name, n in pairs(used) do redis.call('HSET', p..':budget', name, n) end
   redis.call('HSET', p..':meta', 'seq', seq)
   redis.call('HINCRBY', p..':meta', 'added', added)
-  for host in pairs(touched) do ready(p, host, now, limit) end
+  for host in pairs(touched) do ready(p, host, now) end
 end
 return {added, dup, capped, hcapped}
 """
@@ -232,32 +229,39 @@ return out
 
 # Put leased entries back on their queues: expired ones (reclaim) or released ones.
 _REQUEUE = """
-local function requeue(p, fp, now, limit)
+local function requeue(p, fp, now, retry)
   local payload = redis.call('HGET', p..':entries', fp)
   if not payload then return end
   local e = cjson.decode(payload)
+  if retry then
+    e.t = (e.t or 0) + 1
+    redis.call('HSET', p..':entries', fp, cjson.encode(e))
+  end
   redis.call('ZADD', p..':q:'..e.h, e.s, fp)
-  if redis.call('SREM', p..':fetching', fp) == 1 then settle(p, e.h, -1) end
-  ready(p, e.h, now, limit)
+  host_release(e.h, p..'|'..fp)
+  ready(p, e.h, now)
 end
 """
 
 # ARGV: prefix, now, n, lease_ms, per_host, delay_ms, then fingerprints whose fetch is over.
-# Returns {fp, payload, fp, payload…}.
+# Returns {fp, payload, fp, payload…}. A host is leased from only when one of its slots is
+# free and its pacing allows (politeness.py, shared with the workers' fetches); otherwise it
+# moves down the heap to when it may be asked again.
 _LEASE = (
-    _READY
-    + _REQUEUE
-    + """
+    (
+        _READY
+        + _REQUEUE
+        + """
 local p, now, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local lease_ms, limit, delay = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 for i = 7, #ARGV do
   local host = host_of(p, ARGV[i])
-  if host then free(p, ARGV[i], host, now, limit) end
+  if host then free(p, ARGV[i], host, now) end
 end
 local expired = redis.call('ZRANGEBYSCORE', p..':leases', '-inf', now, 'LIMIT', 0, RECLAIM_BATCH)
 for _, fp in ipairs(expired) do
   redis.call('ZREM', p..':leases', fp)
-  requeue(p, fp, now, limit)
+  requeue(p, fp, now, false)
 end
 if #expired > 0 then redis.call('HINCRBY', p..':meta', 'reclaimed', #expired) end
 local out = {}
@@ -267,23 +271,26 @@ while #out < 2 * n and #hosts > 0 do
   for _, host in ipairs(hosts) do
     if #out >= 2 * n then break end
     local q = p..':q:'..host
-    local popped = redis.call('ZPOPMIN', q)
-    if #popped == 0 then
+    local head = redis.call('ZRANGE', q, 0, 0)
+    if #head == 0 then
       redis.call('ZREM', p..':ready', host)
     else
-      local fp = popped[1]
-      redis.call('ZADD', p..':leases', now + lease_ms, fp)
-      redis.call('SADD', p..':fetching', fp)
-      local inflight = settle(p, host, 1)
-      table.insert(out, fp)
-      table.insert(out, redis.call('HGET', p..':entries', fp))
-      if delay > 0 then redis.call('HSET', p..':next', host, now + delay) end
-      if inflight >= limit or redis.call('ZCARD', q) == 0 then
-        redis.call('ZREM', p..':ready', host)
-      elseif delay > 0 then
-        redis.call('ZADD', p..':ready', now + delay, host)
+      local fp = head[1]
+      local wait = host_acquire(host, p..'|'..fp, now, limit, delay, lease_ms)
+      if wait == 0 then
+        redis.call('ZREM', q, fp)
+        redis.call('ZADD', p..':leases', now + lease_ms, fp)
+        table.insert(out, fp)
+        table.insert(out, redis.call('HGET', p..':entries', fp))
+        if redis.call('ZCARD', q) == 0 then
+          redis.call('ZREM', p..':ready', host)
+        else
+          table.insert(again, host)
+        end
+      elseif wait > 0 then
+        redis.call('ZADD', p..':ready', now + wait, host)
       else
-        table.insert(again, host)
+        redis.call('ZADD', p..':ready', now + BUSY_RECHECK_MS, host)
       end
     end
   end
@@ -291,19 +298,22 @@ while #out < 2 * n and #hosts > 0 do
 end
 return out
 """
-).replace("RECLAIM_BATCH", str(RECLAIM_BATCH))
+    )
+    .replace("RECLAIM_BATCH", str(RECLAIM_BATCH))
+    .replace("BUSY_RECHECK_MS", str(BUSY_RECHECK_MS))
+)
 
-# ARGV: prefix, now, per_host, fp…  Returns how many were still leased (and now confirmed).
+# ARGV: prefix, now, fp…  Returns how many were still leased (and now confirmed).
 _CONFIRM = (
     _READY
     + """
-local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local p, now = ARGV[1], tonumber(ARGV[2])
 local done = 0
-for i = 4, #ARGV do
+for i = 3, #ARGV do
   local fp = ARGV[i]
   if redis.call('ZREM', p..':leases', fp) == 1 then
     local host = host_of(p, fp)
-    if host then free(p, fp, host, now, limit) end
+    if host then free(p, fp, host, now) end
     redis.call('HDEL', p..':entries', fp)
     done = done + 1
   end
@@ -313,16 +323,17 @@ return done
 """
 )
 
-# ARGV: prefix, now, per_host, fp…  Leases given back unfinished (a clean stop).
+# ARGV: prefix, now, retry (1: count a try), fp…  Leases given back unfinished: a clean
+# stop, or a host that asked us to come back later (429/503).
 _RELEASE = (
     _READY
     + _REQUEUE
     + """
-local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local p, now, retry = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
 local n = 0
 for i = 4, #ARGV do
   if redis.call('ZREM', p..':leases', ARGV[i]) == 1 then
-    requeue(p, ARGV[i], now, limit)
+    requeue(p, ARGV[i], now, retry)
     n = n + 1
   end
 end
@@ -420,20 +431,20 @@ class Frontier:
             d = json.loads(payload)
             url, host, depth, kind = d.pop("u"), d.pop("h"), d.pop("d"), d.pop("k")
             d.pop("s")
-            out.append(Lease(_s(fp), url, host, depth, kind, d))
+            tries = int(d.pop("t", 0))
+            out.append(Lease(_s(fp), url, host, depth, kind, d, tries))
         return out
 
     def confirm(self, ids: Sequence[str]) -> int:
         """Done with these URLs; returns how many were still leased (not reclaimed)."""
-        return (
-            int(self._confirm(args=[self.prefix, self.now_ms(), self.per_host, *ids])) if ids else 0
-        )
+        return int(self._confirm(args=[self.prefix, self.now_ms(), *ids])) if ids else 0
 
-    def release(self, ids: Sequence[str]) -> int:
-        """Give leases back unfinished (a clean stop): queued again at once."""
-        return (
-            int(self._release(args=[self.prefix, self.now_ms(), self.per_host, *ids])) if ids else 0
-        )
+    def release(self, ids: Sequence[str], *, retry: bool = False) -> int:
+        """Give leases back unfinished, queued again at once: a clean stop, or (``retry``)
+        a host that asked for a later try, counted in the lease's ``tries``."""
+        if not ids:
+            return 0
+        return int(self._release(args=[self.prefix, self.now_ms(), int(retry), *ids]))
 
     def renew(self, ids: Sequence[str]) -> int:
         if not ids:

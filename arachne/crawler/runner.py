@@ -36,8 +36,13 @@ def scrapy_settings(
         "USER_AGENT": settings.user_agent,
         "ROBOTSTXT_OBEY": settings.obey_robots and robots != "ignore",
         "CONCURRENT_REQUESTS": settings.crawl_concurrency,
-        "CONCURRENT_REQUESTS_PER_DOMAIN": settings.crawl_concurrency_per_host,
-        "DOWNLOAD_DELAY": settings.crawl_delay,
+        # The frontier paces hosts for the whole cluster (politeness.py); Scrapy's own
+        # per-domain cap only keeps one process from asking for more than it may have.
+        "CONCURRENT_REQUESTS_PER_DOMAIN": settings.per_host_concurrency,
+        "DOWNLOAD_DELAY": 0,
+        # 429 and 503 are the host asking us to slow down: the page goes back to the
+        # frontier, which waits for the host (Retry-After, back-off) before asking again.
+        "RETRY_HTTP_CODES": [500, 502, 504, 522, 524, 408],
         "DOWNLOAD_TIMEOUT": 30,
         "DOWNLOAD_MAXSIZE": 10 * 1024 * 1024,  # pages only; images never go through Scrapy
         "DOWNLOAD_WARNSIZE": 0,

@@ -23,10 +23,14 @@ from typing import TYPE_CHECKING, Any
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from twisted.internet import task
+from twisted.python.failure import Failure
 
+from arachne.crawler.extensions import page_failed
 from arachne.crawler.frontier import Budgets, Entry, Frontier, Lease
 from arachne.crawler.scope import normalize_url
 from arachne.queue.connection import redis_from_url
+from arachne.queue.fetch import retry_after_seconds
+from arachne.queue.politeness import SLOW_ANSWER_MS, Answer, HostPoliteness
 from arachne.urls import host_of
 
 if TYPE_CHECKING:
@@ -40,6 +44,13 @@ KIND_META = "arachne_aux"
 """Request meta key: what a non-page request fetches (stylesheet, sitemap)."""
 leases_done = object()
 """Signal (``leases=[ids]``): these leases' results are queued; confirm them."""
+leases_retry = object()
+"""Signal (``leases=[ids]``): the host asked us to come back later (429/503): give these
+back to the frontier, which holds the host until its Retry-After or back-off has passed."""
+crawl_delay_found = object()
+"""Signal (``host``, ``seconds``): robots.txt asks for this Crawl-delay."""
+TRIES_META = "arachne_tries"
+"""Request meta key: how often this URL was given back for a later try (429/503)."""
 
 ADD_BUFFER = 200
 """Links buffered before one round trip writes them to the frontier."""
@@ -57,9 +68,20 @@ class PageDone:
 
 
 class FrontierScheduler:
-    def __init__(self, crawler: Crawler, frontier: Frontier, *, batch: int = 16) -> None:
+    def __init__(
+        self,
+        crawler: Crawler,
+        frontier: Frontier,
+        politeness: HostPoliteness,
+        *,
+        batch: int = 16,
+        crawl_delay_cap: float = 30.0,
+    ) -> None:
         self.crawler = crawler
         self.frontier = frontier
+        self.politeness = politeness
+        self.crawl_delay_cap = crawl_delay_cap
+        self._backing_off: set[str] = set()  # hosts whose answers still adapt their pacing
         self.batch = batch
         self._local: deque[Request] = deque()  # leased, waiting for the downloader
         self._adds: list[Entry] = []
@@ -77,18 +99,36 @@ class FrontierScheduler:
         s = crawler.settings
         settings = s["ARACHNE_SETTINGS"]
         budgets = s.get("ARACHNE_BUDGETS") or Budgets()
+        redis = redis_from_url(s["ARACHNE_REDIS_URL"])
         frontier = Frontier(
-            redis_from_url(s["ARACHNE_REDIS_URL"]),
+            redis,
             s["ARACHNE_CAMPAIGN"],
             s.getint("ARACHNE_RUN", 1),
-            per_host=settings.crawl_concurrency_per_host,
-            delay=settings.crawl_delay,
+            per_host=settings.per_host_concurrency,
+            delay=settings.per_host_delay,
             lease_seconds=settings.crawl_lease_seconds,
             budgets=budgets,
         )
-        scheduler = cls(crawler, frontier, batch=s.getint("CONCURRENT_REQUESTS"))
-        crawler.signals.connect(scheduler.confirm, signal=leases_done)
-        crawler.signals.connect(scheduler.response_received, signal=signals.response_received)
+        politeness = HostPoliteness(
+            redis,
+            concurrency=settings.per_host_concurrency,
+            delay=settings.per_host_delay,
+            slot_seconds=settings.crawl_lease_seconds,
+            backoff_max=settings.host_backoff_max,
+        )
+        scheduler = cls(
+            crawler,
+            frontier,
+            politeness,
+            batch=s.getint("CONCURRENT_REQUESTS"),
+            crawl_delay_cap=settings.crawl_delay_cap,
+        )
+        connect = crawler.signals.connect
+        connect(scheduler.confirm, signal=leases_done)
+        connect(scheduler.retry_later, signal=leases_retry)
+        connect(scheduler.crawl_delay, signal=crawl_delay_found)
+        connect(scheduler.response_received, signal=signals.response_received)
+        connect(scheduler.download_failed, signal=page_failed)
         return scheduler
 
     # --- Scrapy's scheduler interface --------------------------------------------------
@@ -135,6 +175,51 @@ class FrontierScheduler:
         lease = request.meta.get(LEASE_META)
         if lease:
             self._fetched.append(lease)
+        header = response.headers.get(b"Retry-After")
+        self._observe(
+            request.url,
+            Answer(
+                status=response.status,
+                latency=float(request.meta.get("download_latency") or 0.0),
+                retry_after=(
+                    retry_after_seconds(header.decode("latin-1"))
+                    if header and response.status in (429, 503)
+                    else None
+                ),
+            ),
+        )
+
+    def download_failed(self, failure: Failure, **_: Any) -> None:
+        """No answer at all (timeout, refused, reset): the host backs off."""
+        request = getattr(failure, "request", None)
+        if request is not None:
+            self._observe(request.url, Answer(status=0, reason=type(failure.value).__name__))
+
+    def _observe(self, url: str, answer: Answer) -> None:
+        # Good answers only matter to a host that is backing off (they shorten its gap).
+        troubled = answer.status in (0, 429) or answer.status >= 500
+        slow = answer.latency * 1000 > SLOW_ANSWER_MS
+        host = host_of(url)
+        if not (troubled or slow or host in self._backing_off):
+            return
+        if self.politeness.done(host, None, answer) > 0 or answer.retry_after:
+            self._backing_off.add(host)
+        else:
+            self._backing_off.discard(host)
+
+    def retry_later(self, leases: list[str], **_: Any) -> None:
+        """``leases_retry``: back to the frontier, counted as a try."""
+        self._flush_adds()
+        ids = [lease for lease in leases if lease in self._held]
+        self._held.difference_update(ids)
+        self._inc("arachne/frontier/retried", self.frontier.release(ids, retry=True))
+
+    def crawl_delay(self, host: str, seconds: float, **_: Any) -> None:
+        capped = min(seconds, self.crawl_delay_cap)
+        self.politeness.set_crawl_delay(host, capped)
+        log.info(
+            "robots.txt of %s asks for Crawl-delay %.1f s (%.1f s used)", host, seconds, capped
+        )
 
     def confirm(self, leases: list[str], **_: Any) -> None:
         """``leases_done``: the pages' links go to the frontier first, then the confirm."""
@@ -240,7 +325,7 @@ class FrontierScheduler:
         spider = self.spider
         assert spider is not None
         d = lease.data
-        meta = {**d.get("m", {}), LEASE_META: lease.id}
+        meta = {**d.get("m", {}), LEASE_META: lease.id, TRIES_META: lease.tries}
         return Request(
             lease.url,
             callback=getattr(spider, d["cb"]) if d.get("cb") else None,

@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arachne.errors import ConfigError
 from arachne.matcher.hashing import hash_image_bytes
 from arachne.matcher.match import Matcher
 from arachne.notices import incidents as inc_mod
+from arachne.queue.connection import redis_from_settings
 from arachne.queue.fetch import FetchConfig, FetchResult, fetch_many
 from arachne.settings import Settings
 from arachne.store.db import Store
@@ -36,7 +39,8 @@ GONE_ERRORS = frozenset({"nxdomain"})
 # Content no longer what was matched: a soft 404 (HTML with 200), a broken or empty file.
 CHANGED_ERRORS = frozenset({"not_an_image", "empty"})
 # Not an answer about the content: never counts either way.
-NEUTRAL_ERRORS = frozenset({"blocked_address"})
+NEUTRAL_ERRORS = frozenset({"blocked_address", "host_busy"})
+"""Says nothing about the content: a refused address, or a host we did not ask (paced)."""
 CHUNK = 100
 """URLs fetched and recorded together: a long re-check run commits as it goes."""
 
@@ -139,11 +143,20 @@ def recheck_incidents(
                 min_quality=settings.pdq_min_quality,
             )
         report = RecheckReport()
-        config = FetchConfig.from_settings(settings)
+        config = FetchConfig.from_settings(settings, _politeness_redis(settings))
         for start in range(0, len(incidents), CHUNK):
             chunk = incidents[start : start + CHUNK]
             _check_chunk(store, settings, chunk, listed, matcher, fetch, config, when, report)
         return report
+
+
+def _politeness_redis(settings: Settings) -> Redis | None:
+    """The Redis holding the cluster's per-host slots, so re-checks are as polite as the
+    workers; None where none runs (a re-check from the CLI on a stopped machine)."""
+    try:
+        return redis_from_settings(settings)
+    except ConfigError:
+        return None
 
 
 def _check_chunk(

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
+import math
+import os
 import socket
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +24,14 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from redis import Redis
+from redis.exceptions import RedisError
 
+from arachne.queue.politeness import Answer, HostPoliteness
 from arachne.settings import Settings
+from arachne.urls import host_of
+
+log = logging.getLogger(__name__)
 
 # Headers worth keeping as evidence and for contact resolution (CDN detection).
 KEPT_HEADERS = (
@@ -150,20 +160,35 @@ class FetchConfig:
     timeout: float = 20.0
     max_bytes: int = 25 * 1024 * 1024
     concurrency: int = 32
-    per_host: int = 6
+    per_host: int = 4  # in this process; ``politeness`` holds it over the whole cluster
     user_agent: str = "ArachneBot/0.1"
     allow_private: bool = False  # loopback/private targets: only for tests and the demo
+    politeness: HostPoliteness | None = field(default=None, compare=False)
+    host_wait_max: float = 30.0  # longer waits for a host put the URL off ("host_busy")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> FetchConfig:
-        """The one fetch configuration: workers and re-checks fetch alike."""
+    def from_settings(cls, settings: Settings, redis: Redis | None = None) -> FetchConfig:
+        """The one fetch configuration: workers and re-checks fetch alike, with the
+        cluster's per-host slots and pacing when given the Redis that holds them."""
+        politeness = None
+        if redis is not None:
+            politeness = HostPoliteness(
+                redis,
+                concurrency=settings.per_host_concurrency,
+                delay=settings.per_host_delay,
+                # A holder killed mid-fetch frees its slot after this.
+                slot_seconds=settings.fetch_timeout * 2 + 30,
+                backoff_max=settings.host_backoff_max,
+            )
         return cls(
             timeout=settings.fetch_timeout,
             max_bytes=settings.fetch_max_bytes,
             concurrency=settings.fetch_concurrency,
-            per_host=settings.fetch_per_host,
+            per_host=settings.per_host_concurrency,
             user_agent=settings.user_agent,
             allow_private=settings.allow_private_networks,
+            politeness=politeness,
+            host_wait_max=settings.host_wait_max,
         )
 
 
@@ -191,7 +216,9 @@ async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResu
 
     async def one(url: str) -> FetchResult:
         async with slots[_host_key(url)]:
-            return await _fetch_one(session, url, config)
+            if config.politeness is None:
+                return await _fetch_one(session, url, config)
+            return await _polite_fetch(session, url, config, config.politeness)
 
     async with aiohttp.ClientSession(
         connector=connector,
@@ -202,6 +229,62 @@ async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResu
         trace_configs=traces,
     ) as session:
         return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+async def _polite_fetch(
+    session: aiohttp.ClientSession, url: str, config: FetchConfig, politeness: HostPoliteness
+) -> FetchResult:
+    """One fetch inside one of the host's cluster-wide slots; its answer adapts the host's
+    pacing. A host that asks for a longer wait than ``host_wait_max`` (Retry-After, back-off)
+    is not waited for: the URL comes back as ``host_busy`` with the wait as its
+    Retry-After, and the job puts it off."""
+    host = host_of(url)
+    token = f"{os.getpid()}:{uuid.uuid4().hex}"
+    try:
+        wait = await politeness.wait_for_slot(host, token, config.host_wait_max)
+    except (RedisError, OSError) as exc:
+        # The slots are out of reach (Redis down): fetch within this process's own per-host
+        # limit rather than fail the fetch; said once a process.
+        _warn_once(f"per-host slots unavailable ({exc}); this process paces hosts alone")
+        return await _fetch_one(session, url, config)
+    if wait:
+        return FetchResult(
+            url=url,
+            error="host_busy",
+            detail=f"{host} is paced or blocked for {wait:.0f} s more",
+            headers={"retry-after": str(math.ceil(wait))},
+        )
+    result: FetchResult | None = None
+    try:
+        result = await _fetch_one(session, url, config)
+        return result
+    finally:
+        try:
+            politeness.done(host, token, _answer(result))
+        except (RedisError, OSError) as exc:  # the slot expires on its own
+            _warn_once(f"could not free a per-host slot ({exc})")
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message.split(" (")[0] not in _warned:
+        _warned.add(message.split(" (")[0])
+        log.warning(message)
+
+
+def _answer(result: FetchResult | None) -> Answer:
+    """What the host did, for its pacing: no answer (timeout, refused) counts as 0."""
+    if result is None:
+        return Answer(status=0, reason="fetch failed")
+    status = result.status or 0
+    if result.error in ("timeout", "connection_error", "dns_error") and not result.status:
+        status = 0
+    retry_after = None
+    if status in (429, 503):
+        retry_after = retry_after_seconds(result.headers.get("retry-after"))
+    return Answer(status, result.elapsed, retry_after, result.error or "")
 
 
 def _host_key(url: str) -> str:

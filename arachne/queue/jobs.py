@@ -54,6 +54,7 @@ class WorkerContext:
         self.reloads = 0  # full index builds so far (the rest are in-place updates)
         self.pid = os.getpid()
         self._campaign_ids: dict[str, int] = {}
+        self._fetch_config: FetchConfig | None = None
 
     def refresh_if_stale(self) -> None:
         """Bring the known-hash index up to date after list imports.
@@ -144,7 +145,10 @@ class WorkerContext:
         return self._campaign_ids[name]
 
     def fetch_config(self) -> FetchConfig:
-        return FetchConfig.from_settings(self.settings)
+        # Built once: its politeness scripts are registered with this worker's Redis.
+        if self._fetch_config is None:
+            self._fetch_config = FetchConfig.from_settings(self.settings, self.redis)
+        return self._fetch_config
 
 
 _context: WorkerContext | None = None
@@ -179,9 +183,12 @@ TRANSIENT_ERRORS = frozenset(
         "http_502",
         "http_503",
         "http_504",
+        "host_busy",
     }
 )
 """Fetch failures worth another try later; anything else is recorded at once."""
+NOT_TRIED = frozenset({"host_busy"})
+"""Put off without asking the host (its slots or pacing): not counted as an attempt."""
 
 
 def _schedule_refetch(
@@ -192,9 +199,13 @@ def _schedule_refetch(
     attempts: dict[str, int],
     run: int,
 ) -> None:
-    attempt = max(attempts[o.image_url] for o in outcomes) + 1
+    def next_attempt(o: ImageOutcome) -> int:
+        return attempts[o.image_url] + (0 if o.error in NOT_TRIED else 1)
+
+    attempt = max(next_attempt(o) for o in outcomes)
     payload = [
-        {"url": o.image_url, "page": pages.get(o.image_url), "attempt": attempt} for o in outcomes
+        {"url": o.image_url, "page": pages.get(o.image_url), "attempt": next_attempt(o)}
+        for o in outcomes
     ]
     # Back onto the queue this batch came from, so a campaign keeps its priority.
     current = get_current_job()
@@ -205,7 +216,7 @@ def _schedule_refetch(
     )
     # A server that said when to come back (429/503 Retry-After) is not asked sooner; an
     # hour at most, so a hostile value cannot park the URL for ever.
-    wait = float(ctx.settings.fetch_retry_delay * attempt)
+    wait = float(ctx.settings.fetch_retry_delay * max(attempt, 1))
     hinted = [retry_after_seconds(o.headers.get("retry-after")) for o in outcomes]
     wait = max([wait, *(min(h, RETRY_AFTER_CAP) for h in hinted if h is not None)])
     queue.enqueue_in(
@@ -262,7 +273,8 @@ def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> di
     retry = [
         o
         for o in outcomes
-        if o.error in TRANSIENT_ERRORS and attempts[o.image_url] < ctx.settings.fetch_retries
+        if o.error in TRANSIENT_ERRORS
+        and (o.error in NOT_TRIED or attempts[o.image_url] < ctx.settings.fetch_retries)
     ]
     if retry:
         outcomes = [o for o in outcomes if o not in retry]

@@ -63,3 +63,13 @@ def frontier(campaign: str, run: int) -> str:
     """Prefix of one run's crawl frontier (per-host queues, leases, dedup sets): the key
     layout is in ``arachne.crawler.frontier``."""
     return f"{run_prefix(campaign)}{run}:frontier"
+
+
+def host_slots(host: str) -> str:
+    """ZSET of the requests in flight to a host, over every process (politeness.py)."""
+    return f"{PREFIX}:host:{host}:slots"
+
+
+def host_state(host: str) -> str:
+    """HASH of a host's pacing: next start, Retry-After block, back-off, Crawl-delay."""
+    return f"{PREFIX}:host:{host}:state"

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import scrapy
+from protego import Protego
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import StopDownload
@@ -38,9 +39,17 @@ from arachne.crawler.extract.datauri import DataURIError
 from arachne.crawler.extract.urls import absolute
 from arachne.crawler.frontier import Budgets
 from arachne.crawler.middlewares import PageBlocked
-from arachne.crawler.scheduler import KIND_META, LEASE_META, PageDone
+from arachne.crawler.scheduler import (
+    KIND_META,
+    LEASE_META,
+    TRIES_META,
+    PageDone,
+    crawl_delay_found,
+    leases_retry,
+)
 from arachne.crawler.scope import Scope, trap_reason
 from arachne.queue.enqueue import ImageRef
+from arachne.urls import host_of
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,11 @@ DATA_URI_MAX_BYTES = 25 * 1024 * 1024
 """Inline images bigger than this are counted as too large (the worker's fetch cap)."""
 
 AUX_BUDGETS = {"stylesheet": MAX_STYLESHEETS, "sitemap": MAX_SITEMAPS}
+MAX_TRIES = 3
+"""A page a host answered with 429/503 is tried this often in a run (later each time: the
+frontier holds the host until its Retry-After or back-off has passed)."""
+RETRIED_META = "arachne_retried"
+"""Request meta key: given back to the frontier for a later try (no PageDone)."""
 
 _F = TypeVar("_F", bound=Callable[..., Iterator[Any]])
 
@@ -81,7 +95,7 @@ def leased(handler: _F) -> _F:
             log.exception("error handling %s", request.url if request else result)
             self.crawler.signals.send_catch_log(signal=page_failed, failure=Failure())
         lease = request.meta.get(LEASE_META) if request is not None else None
-        if lease:
+        if lease and not request.meta.get(RETRIED_META):  # type: ignore[union-attr]
             yield PageDone(lease)
 
     return wrapper  # type: ignore[return-value]
@@ -187,12 +201,26 @@ class CampaignSpider(scrapy.Spider):
     def page_failed(self, failure: Failure) -> Iterator[Any]:
         """A page that could not be fetched at all (after Scrapy's retries) is counted."""
         if failure.check(HttpError):
-            return  # an error status: LiveStats counted it when the response arrived
+            # An error status (LiveStats counted it when the response arrived). 429 and
+            # 503 say "later": the page goes back to the frontier, which waits for the host.
+            status = failure.value.response.status
+            if status in (429, 503):
+                self._try_later(failure.request)
+            return
         if failure.check(PageBlocked):
             return  # refused by the address guard, which counted it as page_blocked
         self.crawler.stats.inc_value("arachne/page_errors")
         self.crawler.signals.send_catch_log(signal=page_failed, failure=failure)
         yield from ()
+
+    def _try_later(self, request: scrapy.Request) -> None:
+        lease, tries = request.meta.get(LEASE_META), int(request.meta.get(TRIES_META, 0))
+        if not lease or tries + 1 >= MAX_TRIES:
+            self.crawler.stats.inc_value("arachne/page_gave_up")
+            return
+        request.meta[RETRIED_META] = True
+        self.crawler.stats.inc_value("arachne/page_try_later")
+        self.crawler.signals.send_catch_log(signal=leases_retry, leases=[lease])
 
     @leased
     def aux_failed(self, failure: Failure) -> Iterator[Any]:
@@ -276,6 +304,15 @@ class CampaignSpider(scrapy.Spider):
     def parse_robots(self, response: Response) -> Iterator[Any]:
         if not isinstance(response, TextResponse):
             return
+        agent = self.crawler.settings.get("USER_AGENT") or "*"
+        try:
+            delay = Protego.parse(response.text).crawl_delay(agent)
+        except Exception:  # a robots.txt Protego cannot read has no delay for us
+            delay = None
+        if delay:
+            self.crawler.signals.send_catch_log(
+                signal=crawl_delay_found, host=host_of(response.url), seconds=float(delay)
+            )
         for raw in robots_sitemaps(response.text):
             url = absolute(response.url, raw)
             request = url and self._aux_request(url, "sitemap", self.parse_sitemap)

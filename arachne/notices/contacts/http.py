@@ -31,7 +31,6 @@ ACCEPT = "application/rdap+json, application/json;q=0.9"
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-
 @dataclass(frozen=True)
 class Fetched:
     url: str  # what was asked
