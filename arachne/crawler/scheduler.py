@@ -127,6 +127,7 @@ class FrontierScheduler:
         connect(scheduler.confirm, signal=leases_done)
         connect(scheduler.retry_later, signal=leases_retry)
         connect(scheduler.crawl_delay, signal=crawl_delay_found)
+        connect(scheduler.robots_parsed, signal=signals.robots_parsed)
         connect(scheduler.response_received, signal=signals.response_received)
         connect(scheduler.download_failed, signal=page_failed)
         return scheduler
@@ -213,6 +214,14 @@ class FrontierScheduler:
         ids = [lease for lease in leases if lease in self._held]
         self._held.difference_update(ids)
         self._inc("arachne/frontier/retried", self.frontier.release(ids, retry=True))
+
+    def robots_parsed(self, robotparser: Any, request: Request, **_: Any) -> None:
+        """Scrapy read a host's robots.txt before its first request (policies obey and
+        record): its Crawl-delay for us paces every request after it."""
+        agent = self.crawler.settings.get("USER_AGENT") or "*"
+        delay = robotparser.crawl_delay(agent) if robotparser is not None else None
+        if delay:
+            self.crawl_delay(host_of(request.url), float(delay))
 
     def crawl_delay(self, host: str, seconds: float, **_: Any) -> None:
         capped = min(seconds, self.crawl_delay_cap)
