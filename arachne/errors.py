@@ -61,3 +61,7 @@ class StoreBusy(ArachneError):
 
 class CampaignBusy(ArachneError):
     """Another process is running this campaign right now."""
+
+
+class RunStateError(ArachneError):
+    """A run cannot go to the asked state (resume a run that is not paused, ...)."""

@@ -197,3 +197,32 @@ def test_spiders_and_workers_together_stay_within_the_per_host_limit(
     assert set(site.hits) == site.page_urls()
     assert set(site.image_hits) == site.image_urls(), "every image fetched by the workers"
     assert summary["images_fetched"] == len(site.image_urls())
+
+
+def test_pause_resume_and_cancel_reach_a_running_crawl(
+    env: dict[str, str], redis_client: Redis, slow_site: SiteState
+) -> None:
+    site = slow_site
+    env["ARACHNE_PER_HOST_CONCURRENCY"] = "2"
+    create(env, "ctl", site)
+    crawl = spawn(env, "crawl", "ctl")
+    wait_for(lambda: site.pages_hit() >= 15)
+    paused = arachne(env, "campaign", "pause", "ctl")
+    assert paused.returncode == 0 and "run 1 of 'ctl' paused" in paused.stdout
+    time.sleep(1.0)  # what was in flight finishes
+    hits = site.pages_hit()
+    time.sleep(2.0)
+    assert site.pages_hit() == hits, "no page requested while paused"
+    refused = arachne(env, "run", "ctl")
+    assert refused.returncode == 2 and "is paused" in refused.stderr
+    assert arachne(env, "campaign", "resume", "ctl").returncode == 0
+    wait_for(lambda: site.pages_hit() >= hits + 15)
+    assert arachne(env, "campaign", "cancel", "ctl").returncode == 0
+    _, err = crawl.communicate(timeout=30)
+    assert crawl.returncode == 0 and "was cancelled" in err, err[-2000:]
+    assert site.pages_hit() < site.pages, "cancelled before the end"
+    shown = json.loads(arachne(env, "campaign", "show", "ctl", "--json").stdout)
+    assert shown["summary"]["run"] == {"number": 1, "status": "cancelled"}
+    assert Frontier(redis_client, "ctl", 1).counts()["queued"] == 0, "its frontier freed"
+    again = arachne(env, "crawl", "ctl")
+    assert again.returncode == 0 and "starting run 2 of 'ctl'" in again.stderr

@@ -240,3 +240,28 @@ def test_list_updates_change_the_loaded_index_in_place(context: jobs.WorkerConte
     fresh.refresh_if_stale()
     for hashes in (known, other):
         assert context.matcher.match(hashes) == fresh.matcher.match(hashes)  # type: ignore[union-attr]
+
+
+def test_a_paused_runs_batch_waits_and_a_cancelled_ones_is_dropped(
+    context: jobs.WorkerContext,
+) -> None:
+    from rq.registry import ScheduledJobRegistry
+
+    from arachne.queue import keys
+    from arachne.queue.connection import image_queue
+
+    scheduled = ScheduledJobRegistry(queue=image_queue(context.redis, context.settings))
+    with serve(ROUTES) as base:
+        refs = [{"url": base + "/known.jpg", "page": None}]
+        context.redis.set(keys.run_control("c1", 2), "paused")
+        assert jobs.process_batch("c1", refs, 2) == {"paused": 1}
+        (later,) = scheduled.get_job_ids()
+        job = image_queue(context.redis, context.settings).fetch_job(later)
+        assert job is not None and job.args == ["c1", refs, 2], "the same batch, later"
+        assert _counts(context.store)[0] == 0, "nothing fetched while paused"
+        context.redis.set(keys.run_control("c1", 2), "cancelled")
+        assert jobs.process_batch("c1", refs, 2) == {st.IMAGES_CANCELLED: 1}
+        assert _counts(context.store)[0] == 0
+        assert st.Stats(context.redis, "c1").get_run(2)[st.IMAGES_CANCELLED] == 1
+        # Another run of the campaign is not affected.
+        assert jobs.process_batch("c1", refs, 3)[st.IMAGES_DONE] == 1

@@ -5,7 +5,16 @@ One module per group of sub-commands; importing them registers them on the group
 
 from __future__ import annotations
 
-from arachne.cli import campaigns, contacts, lists, notices, pipeline, results, tools  # noqa: F401
+from arachne.cli import (  # noqa: F401
+    campaign_runs,
+    campaigns,
+    contacts,
+    lists,
+    notices,
+    pipeline,
+    results,
+    tools,
+)
 from arachne.cli.base import cli
 
 __all__ = ["cli", "main"]

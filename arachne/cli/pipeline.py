@@ -46,6 +46,9 @@ def crawl(ctx: Ctx, name: str) -> None:
         status = "stopped" if interrupted else "failed" if failed else "done"
         with store.session() as session:
             end_run(session, name, number, status, live)
+    if stats.get("finish_reason") == "cancelled":
+        click.echo(f"run {number} of {name!r} was cancelled by an operator", err=True)
+        return
     if interrupted:
         if not ctx.quiet_stop:
             click.echo(

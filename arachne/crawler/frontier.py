@@ -138,14 +138,16 @@ end
 """
 )
 
-# ARGV: prefix, now, per_host, then one argument per entry: bucket, member, host, score,
-# kind, cap, host_cap and payload joined by \x1f (one argument, not eight: packing the
-# arguments was most of an add's cost). Returns {added, duplicate, capped, capped_host}.
+# ARGV: prefix, now, per_host, control key, then one argument per entry: bucket, member,
+# host, score, kind, cap, host_cap and payload joined by \x1f (one argument, not eight:
+# packing the arguments was most of an add's cost). Returns {added, duplicate, capped, capped_host}.
 _ADD = (
     _READY
     + """
 local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local added, dup, capped, hcapped = 0, 0, 0, 0
+-- A cancelled run's frontier was cleared: a spider that has not noticed yet adds nothing.
+if redis.call('GET', ARGV[4]) == 'cancelled' then return {0, #ARGV - 4, 0, 0} end
 -- Budgets and the arrival counter are read once and written once per call.
 local used, touched = {}, {}
 local function budget(name)
@@ -188,7 +190,7 @@ local function offer(arg, at, bucket, member, seen)
   touched[host] = true
   added = added + 1
 end
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local arg = ARGV[i]
   local bucket, at = field(arg, 1)
   local member
@@ -368,6 +370,7 @@ class Frontier:
     ) -> None:
         self.redis = redis
         self.prefix = keys.frontier(campaign, run)
+        self.control = keys.run_control(campaign, run)
         self.per_host = per_host
         self.delay_ms = int(delay * 1000)
         self.lease_ms = int(lease_seconds * 1000)
@@ -393,7 +396,7 @@ class Frontier:
         fps = [e.key for e in entries]
         unseen = {int(i) for i in self._unseen(args=[self.prefix, *fps])}
         result = AddResult(duplicate=len(entries) - len(unseen))
-        args: list[Any] = [self.prefix, self.now_ms(), self.per_host]
+        args: list[Any] = [self.prefix, self.now_ms(), self.per_host, self.control]
         for i in sorted(unseen):
             e = entries[i]
             bucket, member = fps[i].split(":")
@@ -406,7 +409,7 @@ class Frontier:
             host = e.host.replace(SEP, "")  # JSON escapes it in the payload; not here
             fields = (bucket, member, host, score, e.kind, self.budgets.cap(e.kind), host_cap)
             args.append(SEP.join(map(str, fields)) + SEP + payload)
-        if len(args) > 3:
+        if len(args) > 4:
             added, duplicate, capped, capped_host = (int(x) for x in self._add(args=args))
             result.added, result.capped, result.capped_host = added, capped, capped_host
             result.duplicate += duplicate  # another spider added it meanwhile

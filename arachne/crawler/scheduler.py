@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
+from scrapy.utils.defer import deferred_from_coro
 from twisted.internet import task
 from twisted.python.failure import Failure
 
 from arachne.crawler.extensions import page_failed
 from arachne.crawler.frontier import Budgets, Entry, Frontier, Lease
 from arachne.crawler.scope import normalize_url
+from arachne.queue import keys
 from arachne.queue.connection import redis_from_url
 from arachne.queue.fetch import retry_after_seconds
 from arachne.queue.politeness import SLOW_ANSWER_MS, Answer, HostPoliteness
@@ -90,9 +92,11 @@ class FrontierScheduler:
         self._last_empty = 0.0
         self._last_renew = time.monotonic()
         self._drained = False
+        self._control: str | None = None  # "paused" / "cancelled" by an operator
         self._last_error = 0.0
         self._tick: task.LoopingCall | None = None
         self.spider: Spider | None = None
+        self.control_key = ""
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> FrontierScheduler:
@@ -123,6 +127,7 @@ class FrontierScheduler:
             batch=s.getint("CONCURRENT_REQUESTS"),
             crawl_delay_cap=settings.crawl_delay_cap,
         )
+        scheduler.control_key = keys.run_control(s["ARACHNE_CAMPAIGN"], s.getint("ARACHNE_RUN", 1))
         connect = crawler.signals.connect
         connect(scheduler.confirm, signal=leases_done)
         connect(scheduler.retry_later, signal=leases_retry)
@@ -153,6 +158,8 @@ class FrontierScheduler:
                 self.crawler.stats.set_value(f"arachne/{key[7:]}/requested", value)
 
     def has_pending_requests(self) -> bool:
+        if self._control == "paused":
+            return True  # idle, not finished: the spider waits for a resume
         return bool(self._local or self._adds or self._held) or not self._drained
 
     def enqueue_request(self, request: Request) -> bool:
@@ -249,6 +256,7 @@ class FrontierScheduler:
                 self._last_error = now
 
     def tick(self) -> None:
+        self._read_control()
         self._flush_adds()
         now = time.monotonic()
         if self._held and now - self._last_renew > self.frontier.lease_ms / 3000:
@@ -267,7 +275,21 @@ class FrontierScheduler:
             self._local.remove(request)
             self.crawler.engine.crawl(request)
 
+    def _read_control(self) -> None:
+        raw = self.frontier.redis.get(self.control_key)
+        control = raw.decode() if raw else None
+        if control != self._control:
+            log.warning("run %s", control or "resumed")
+            self._control = control
+            if control == "cancelled":
+                self._held.clear()  # nothing to confirm or give back any more
+            if control == "cancelled" and self.crawler.engine is not None:
+                # Close now: unfinished leases go back (the frontier is cleared anyway).
+                deferred_from_coro(self.crawler.engine.close_spider_async(reason="cancelled"))
+
     def _refill(self) -> list[Request]:
+        if self._control is not None:  # paused or cancelled: no new requests
+            return []
         if time.monotonic() - self._last_empty < EMPTY_BACKOFF:
             return []
         self._flush_adds()
@@ -298,6 +320,9 @@ class FrontierScheduler:
             nextcall.schedule()
 
     def _flush_adds(self) -> None:
+        if self._control == "cancelled":  # its frontier is gone: nothing goes back in
+            self._adds.clear()
+            return
         if not self._adds:
             return
         adds, self._adds = self._adds, []

@@ -25,6 +25,7 @@ from arachne.matcher.hashing import hash_image_bytes
 from arachne.matcher.index import LinearPDQIndex
 from arachne.matcher.match import Matcher
 from arachne.matcher.mih import LINEAR_BELOW
+from arachne.queue import keys
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queue, redis_from_settings
 from arachne.queue.enqueue import JOB_FUNC
@@ -207,33 +208,56 @@ def _schedule_refetch(
         {"url": o.image_url, "page": pages.get(o.image_url), "attempt": next_attempt(o)}
         for o in outcomes
     ]
-    # Back onto the queue this batch came from, so a campaign keeps its priority.
+    # A server that said when to come back (429/503 Retry-After) is not asked sooner; an
+    # hour at most, so a hostile value cannot park the URL for ever.
+    wait = float(ctx.settings.fetch_retry_delay * max(attempt, 1))
+    hinted = [retry_after_seconds(o.headers.get("retry-after")) for o in outcomes]
+    wait = max([wait, *(min(h, RETRY_AFTER_CAP) for h in hinted if h is not None)])
+    _later(ctx, campaign, payload, run, wait, f"re-fetch (attempt {attempt + 1})")
+
+
+def _later(
+    ctx: WorkerContext,
+    campaign: str,
+    refs: list[dict[str, Any]],
+    run: int,
+    seconds: float,
+    why: str,
+) -> None:
+    """The batch again in ``seconds``, on the queue it came from (a campaign keeps its
+    priority)."""
     current = get_current_job()
     queue = (
         Queue(current.origin, connection=ctx.redis, serializer=JSONSerializer)
         if current is not None
         else image_queue(ctx.redis, ctx.settings)
     )
-    # A server that said when to come back (429/503 Retry-After) is not asked sooner; an
-    # hour at most, so a hostile value cannot park the URL for ever.
-    wait = float(ctx.settings.fetch_retry_delay * max(attempt, 1))
-    hinted = [retry_after_seconds(o.headers.get("retry-after")) for o in outcomes]
-    wait = max([wait, *(min(h, RETRY_AFTER_CAP) for h in hinted if h is not None)])
     queue.enqueue_in(
-        timedelta(seconds=wait),
+        timedelta(seconds=seconds),
         JOB_FUNC,
         campaign,
-        payload,
+        refs,
         run,
         job_timeout=ctx.settings.job_timeout,
-        description=f"{campaign}: re-fetch {len(payload)} images (attempt {attempt + 1})",
+        description=f"{campaign}: {len(refs)} images, {why}",
     )
+
+
+PAUSED_RECHECK = 30.0
+"""Seconds before a paused run's image batch is looked at again."""
 
 
 def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> dict[str, int]:
     """Fetch, hash, match and record one batch of ``{"url", "page"}`` image references
     found by run ``run`` of the campaign (batches queued before runs existed: run 1)."""
     ctx = get_context()
+    control = ctx.redis.get(keys.run_control(campaign, run))
+    if control == b"cancelled":  # an operator cancelled the run: its images are dropped
+        st.Stats(ctx.redis, campaign, run).inc(st.IMAGES_CANCELLED, len(refs))
+        return {st.IMAGES_CANCELLED: len(refs)}
+    if control == b"paused":  # asked again later, without fetching anything meanwhile
+        _later(ctx, campaign, refs, run, PAUSED_RECHECK, "run paused")
+        return {"paused": len(refs)}
     ctx.refresh_if_stale()
     assert ctx.matcher is not None
     campaign_id = ctx.campaign_id(campaign)

@@ -73,3 +73,9 @@ def host_slots(host: str) -> str:
 def host_state(host: str) -> str:
     """HASH of a host's pacing: next start, Retry-After block, back-off, Crawl-delay."""
     return f"{PREFIX}:host:{host}:state"
+
+
+def run_control(campaign: str, run: int) -> str:
+    """STRING: "paused" or "cancelled" while an operator has paused or cancelled the run;
+    spiders and workers look at it (the store's ``runs.status`` is the record)."""
+    return f"{run_prefix(campaign)}{run}:control"

@@ -31,6 +31,7 @@ MATCH_EXACT = "match/kind/exact"
 MATCH_NEAR = "match/kind/near"
 IMAGES_MATCHED = "match/images"
 IMAGES_DONE = "images/done"  # sightings recorded (ok or error)
+IMAGES_CANCELLED = "queue/images_cancelled"  # dropped: their run was cancelled
 
 TIMELINE_STATS = (PAGES_CRAWLED, IMAGES_QUEUED, IMAGES_FETCHED, HASHED, IMAGES_MATCHED)
 TIMELINE_TTL = 7 * 24 * 3600

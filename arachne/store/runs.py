@@ -15,12 +15,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from arachne.clock import utcnow
+from arachne.errors import RunStateError
 from arachne.store.models import Run
 from arachne.store.summary import get_campaign
 
 FINISHED = frozenset({"done", "cancelled"})
 """Statuses after which the next crawl starts a new run (the others resume)."""
 RESUMABLE = frozenset({"running", "stopped", "failed"})
+KEPT = frozenset({"paused", "cancelled"})
+"""Set by an operator: a crawl process ending does not overwrite them."""
 
 
 def latest_run(session: Session, campaign_id: int) -> Run | None:
@@ -44,6 +47,11 @@ def open_run(session: Session, name: str) -> tuple[Run, bool]:
     campaign = get_campaign(session, name)
     for _ in range(3):
         run = latest_run(session, campaign.id)
+        if run is not None and run.status == "paused":
+            raise RunStateError(
+                f"run {run.number} of {name!r} is paused: `arachne campaign resume {name}` "
+                f"goes on with it, `arachne campaign cancel {name}` ends it"
+            )
         if run is not None and run.status not in FINISHED:
             run.status = "running"
             session.flush()
@@ -76,11 +84,33 @@ def end_run(
 ) -> None:
     """Record how run ``number`` ended (and its counters, so they outlive Redis)."""
     run = get_run(session, name, number)
-    run.status = status
-    if status in FINISHED:
-        run.finished_at = utcnow()
+    if run.status not in KEPT:
+        run.status = status
+        if status in FINISHED:
+            run.finished_at = utcnow()
     if live is not None:
         run.stats = dict(live)
+
+
+def control_run(session: Session, name: str, action: str) -> Run:
+    """An operator's ``pause``, ``resume`` or ``cancel`` of the campaign's latest run."""
+    campaign = get_campaign(session, name)
+    run = latest_run(session, campaign.id)
+    if run is None or run.status in FINISHED:
+        raise RunStateError(f"campaign {name!r} has no unfinished run to {action}")
+    if action == "pause":
+        if run.status == "paused":
+            raise RunStateError(f"run {run.number} of {name!r} is paused already")
+        run.status = "paused"
+    elif action == "resume":
+        if run.status != "paused":
+            raise RunStateError(f"run {run.number} of {name!r} is not paused ({run.status})")
+        run.status = "running"
+    elif action == "cancel":
+        run.status, run.finished_at = "cancelled", utcnow()
+    else:
+        raise ValueError(action)
+    return run
 
 
 def run_json(run: Run, live: Mapping[str, int] | None = None) -> dict[str, Any]:
