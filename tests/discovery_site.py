@@ -360,6 +360,7 @@ class Collector:
     finished page's frontier lease at once (what the queue pipeline does after queueing)."""
 
     items: list[dict[str, Any]] = []
+    inline: list[dict[str, Any]] = []  # data: images, hashed by the spider
 
     def __init__(self, crawler: Any) -> None:
         self.crawler = crawler
@@ -370,9 +371,12 @@ class Collector:
 
     def process_item(self, item: Any) -> Any:
         from arachne.crawler.scheduler import PageDone, leases_done
+        from arachne.queue.enqueue import InlineImage
 
         if isinstance(item, PageDone):
             self.crawler.signals.send_catch_log(signal=leases_done, leases=[item.lease])
+        elif isinstance(item, InlineImage):
+            Collector.inline.append({"url": item.url, "page": item.page, "hashes": item.hashes})
         else:
             Collector.items.append({"url": item.url, "page": item.page})
         return item
@@ -401,6 +405,7 @@ def crawl(seed: str, redis_url: str) -> dict[str, Any]:
     stats = crawler.stats.get_stats() if crawler.stats else {}
     return {
         "images": LoadedCollector.items,
+        "inline": LoadedCollector.inline,
         "stats": {k: v for k, v in stats.items() if isinstance(v, int)},
     }
 

@@ -73,11 +73,23 @@ def test_image_by_content_type_is_attributed_to_the_linking_page(
     assert css_pages <= {site.base + "/css.html", site.base + "/css2.html"}
 
 
-def test_data_uris_are_decoded_and_counted_not_queued(
+def test_data_uris_are_hashed_where_found_and_only_hashes_travel(
     site: DiscoveryManifest, crawled: dict[str, Any]
 ) -> None:
-    assert not any(i["url"].startswith("data:") for i in crawled["images"])
+    import hashlib
+
+    from tests.discovery_site import data_uris
+
+    assert not any(i["url"].startswith("data:") for i in crawled["images"]), "never fetched"
     assert crawled["stats"]["arachne/data_uri/images"] == site.data_uri_images
+    from arachne.crawler.extract.datauri import decode_data_uri
+
+    expected = {hashlib.sha256(decode_data_uri(u, 10**7)[1]).hexdigest() for u in data_uris()}
+    inline = {i["hashes"]["sha256"]: i for i in crawled["inline"]}
+    assert set(inline) == expected
+    for sha, item in inline.items():
+        assert item["url"] == f"data:image/png;sha256,{sha}", "named by hash, no content"
+        assert item["hashes"]["pdq"] and item["page"].startswith(site.base)
 
 
 def test_stylesheets_and_sitemaps_are_fetched_once_each(

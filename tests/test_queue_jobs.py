@@ -265,3 +265,19 @@ def test_a_paused_runs_batch_waits_and_a_cancelled_ones_is_dropped(
         assert st.Stats(context.redis, "c1").get_run(2)[st.IMAGES_CANCELLED] == 1
         # Another run of the campaign is not affected.
         assert jobs.process_batch("c1", refs, 3)[st.IMAGES_DONE] == 1
+
+
+def test_inline_images_match_from_their_hashes_alone(context: jobs.WorkerContext) -> None:
+    from arachne.matcher.hashing import hashes_to_json
+
+    h = hash_image_bytes(KNOWN, reference=False)
+    url = f"data:image/jpeg;sha256,{h.sha256}"
+    items = [{"url": url, "page": "http://site.test/gallery.html", "hashes": hashes_to_json(h)}]
+    first = jobs.process_inline("c1", items, 1)
+    assert first[st.IMAGES_MATCHED] == 1 and first[st.MATCH_EXACT] == 1
+    assert jobs.process_inline("c1", items, 1) == {}, "a re-delivery records nothing twice"
+    with context.store.session() as s:
+        (sighting,) = s.scalars(select(Sighting))
+        assert (sighting.image_url, sighting.host) == (url, "site.test")
+        assert sighting.image is not None and sighting.image.sha256 == h.sha256
+        assert {m.kind for m in s.scalars(select(Match))} == {"exact", "near"}

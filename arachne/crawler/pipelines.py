@@ -15,7 +15,7 @@ from twisted.internet import task
 from arachne.crawler.scheduler import PageDone, leases_done
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queue, redis_from_url
-from arachne.queue.enqueue import Enqueuer, ImageRef
+from arachne.queue.enqueue import Enqueuer, ImageRef, InlineImage
 from arachne.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class QueuePipeline:
         self.signals = signals
         self.run = run
         self._done: list[str] = []  # leases whose pages' refs are in _chunk or the buffer
+        self._inline: list[InlineImage] = []
         self._timer: task.LoopingCall | None = None
 
     @classmethod
@@ -87,6 +88,8 @@ class QueuePipeline:
             self._chunk.append(item)
             if len(self._chunk) >= CHUNK:
                 self._drain()
+        elif isinstance(item, InlineImage):
+            self._inline.append(item)
         elif isinstance(item, PageDone):
             self._done.append(item.lease)
         return item
@@ -103,6 +106,9 @@ class QueuePipeline:
             self._drain()
             if self.enqueuer is not None:
                 self.enqueuer.flush()
+                if self._inline:
+                    self.enqueuer.add_inline(self._inline)
+                    self._inline = []
         except Exception:
             self._done = done + self._done  # not queued: their leases stay unconfirmed
             raise

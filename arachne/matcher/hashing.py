@@ -22,6 +22,7 @@ nothing here raises for bad input, so one bad image never fails a batch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -184,3 +185,15 @@ def hash_image_bytes(
     if reference:
         return _reference(data, base, max_pixels, max_bytes)
     return _fast(data, base, max_pixels, max_bytes, trim, upscale)
+
+
+def hashes_to_json(hashes: ImageHashes) -> dict[str, object]:
+    """``ImageHashes`` as JSON-able values (a job argument: hashes travel, bytes never)."""
+    return dataclasses.asdict(hashes)
+
+
+def hashes_from_json(data: dict[str, object]) -> ImageHashes:
+    """The inverse of ``hashes_to_json`` (lists back to tuples)."""
+    fields = {f.name for f in dataclasses.fields(ImageHashes)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+    return ImageHashes(**values)  # type: ignore[arg-type]

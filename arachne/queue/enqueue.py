@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 from rq import Queue, Retry
@@ -30,6 +31,22 @@ class ImageRef:
     url: str
     page: str | None
     campaign: str
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """An image embedded in a page as a ``data:`` URI, hashed where it was found: only its
+    hashes travel (never its bytes). ``url`` names it without its content:
+    ``data:<media type>;sha256,<hex>``."""
+
+    url: str
+    page: str
+    campaign: str
+    hashes: dict[str, object]
+
+
+INLINE_FUNC = "arachne.queue.jobs.process_inline"
+INLINE_BATCH = 200
 
 
 class Enqueuer:
@@ -80,6 +97,45 @@ class Enqueuer:
         for host in list(self._buffer):
             self._enqueue(host)
 
+    def _submit(self, func: str, payload: list[dict[str, Any]], what: str, urls: list[str]) -> None:
+        """One MULTI: the job and the "seen" marks of its URLs land together or not at all."""
+        pipe = self.redis.pipeline(transaction=True)
+        self.queue.enqueue(
+            func,
+            self.campaign,
+            payload,
+            self.run,
+            job_timeout=self.job_timeout,
+            retry=self.retry,
+            result_ttl=24 * 3600,
+            failure_ttl=30 * 24 * 3600,
+            description=what,
+            pipeline=pipe,
+        )
+        pipe.sadd(self.seen_key, *(url_key(u) for u in urls))
+        pipe.execute()
+
+    def add_inline(self, images: Sequence[InlineImage]) -> int:
+        """Queue hashed inline images not seen in this run; returns how many were new."""
+        fresh = list({i.url: i for i in images}.values())
+        pipe = self.redis.pipeline(transaction=False)
+        for image in fresh:
+            pipe.sismember(self.seen_key, url_key(image.url))
+        new = [i for i, seen in zip(fresh, pipe.execute(), strict=True) if not seen]
+        for lo in range(0, len(new), INLINE_BATCH):
+            chunk = new[lo : lo + INLINE_BATCH]
+            payload = [{"url": i.url, "page": i.page, "hashes": i.hashes} for i in chunk]
+            self._submit(
+                INLINE_FUNC,
+                payload,
+                f"{self.campaign}: {len(chunk)} inline images",
+                [i.url for i in chunk],
+            )
+        self.stats.inc_many(
+            {st.IMAGES_QUEUED: len(new), st.IMAGES_DUPLICATE: len(fresh) - len(new)}
+        )
+        return len(new)
+
     def pending(self) -> int:
         return sum(len(v) for v in self._buffer.values())
 
@@ -95,20 +151,10 @@ class Enqueuer:
                 return
             chunk, refs = refs[: self.batch_size], refs[self.batch_size :]
             payload = [{"url": r.url, "page": r.page} for r in chunk]
-            # One MULTI: the job and the "seen" marks land together or not at all.
-            pipe = self.redis.pipeline(transaction=True)
-            self.queue.enqueue(
+            self._submit(
                 JOB_FUNC,
-                self.campaign,
                 payload,
-                self.run,
-                job_timeout=self.job_timeout,
-                retry=self.retry,
-                result_ttl=24 * 3600,
-                failure_ttl=30 * 24 * 3600,
-                description=f"{self.campaign}: {len(chunk)} images from {host}",
-                pipeline=pipe,
+                f"{self.campaign}: {len(chunk)} images from {host}",
+                [r.url for r in chunk],
             )
-            pipe.sadd(self.seen_key, *(url_key(r.url) for r in chunk))
-            pipe.execute()
             self.stats.inc_many({st.IMAGES_QUEUED: len(chunk), st.JOBS_QUEUED: 1})

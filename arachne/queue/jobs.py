@@ -21,7 +21,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arachne.matcher.hashing import hash_image_bytes
+from arachne.matcher.hashing import hash_image_bytes, hashes_from_json
 from arachne.matcher.index import LinearPDQIndex
 from arachne.matcher.match import Matcher
 from arachne.matcher.mih import LINEAR_BELOW
@@ -304,9 +304,48 @@ def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> di
         outcomes = [o for o in outcomes if o not in retry]
         _schedule_refetch(ctx, campaign, retry, pages, attempts, run)
 
+    counts = _record(ctx, campaign_id, outcomes, run)
+    if retry:
+        counts[st.FETCH_RETRY] += len(retry)
+    st.Stats(ctx.redis, campaign, run).inc_many(counts)
+    return dict(counts)
+
+
+def process_inline(campaign: str, items: list[dict[str, Any]], run: int = 1) -> dict[str, int]:
+    """Match and record images a spider found inline (``data:`` URIs) and hashed: the
+    items carry hashes only. The page that embeds one is the host that serves it."""
+    ctx = get_context()
+    if ctx.redis.get(keys.run_control(campaign, run)) == b"cancelled":
+        return {}
+    ctx.refresh_if_stale()
+    assert ctx.matcher is not None
+    outcomes = []
+    for item in items:
+        hashes = hashes_from_json(item["hashes"])
+        page = str(item["page"])
+        outcomes.append(
+            ImageOutcome(
+                image_url=str(item["url"]),
+                page_url=page,
+                host=host_of(page)[:255],
+                hashes=hashes,
+                error=hashes.error,
+                error_detail=hashes.error_detail,
+                decisions=ctx.matcher.match(hashes),
+            )
+        )
+    counts = _record(ctx, ctx.campaign_id(campaign), outcomes, run)
+    st.Stats(ctx.redis, campaign, run).inc_many(counts)
+    return dict(counts)
+
+
+def _record(
+    ctx: WorkerContext, campaign_id: int, outcomes: list[ImageOutcome], run: int
+) -> Counter[str]:
+    """Record the outcomes; the counters of those recorded now (not by an earlier
+    delivery of the same job)."""
     with ctx.store.session() as session:
         recorded = record_outcomes(session, campaign_id, outcomes, run=run)
-
     counts: Counter[str] = Counter()
     for o in outcomes:
         if o.image_url not in recorded:
@@ -326,10 +365,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> di
             counts[st.IMAGES_MATCHED] += 1
             exact = any(d.kind == "exact" for d in o.decisions)
             counts[st.MATCH_EXACT if exact else st.MATCH_NEAR] += 1
-    if retry:
-        counts[st.FETCH_RETRY] += len(retry)
-    st.Stats(ctx.redis, campaign, run).inc_many(counts)
-    return dict(counts)
+    return counts
 
 
 def notices_tick() -> dict[str, Any]:

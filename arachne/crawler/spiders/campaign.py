@@ -48,7 +48,8 @@ from arachne.crawler.scheduler import (
     leases_retry,
 )
 from arachne.crawler.scope import Scope, trap_reason
-from arachne.queue.enqueue import ImageRef
+from arachne.matcher.hashing import hash_image_bytes, hashes_to_json
+from arachne.queue.enqueue import ImageRef, InlineImage
 from arachne.urls import host_of
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class CampaignSpider(scrapy.Spider):
         yield from self._site_requests(response.url)
         for url, _how in extract_images(response.selector, response.url):
             yield self._ref(url, response.url)
-        self._count_data_uris(response)
+        yield from self._inline_images(response)
         for css in extract_stylesheets(response.selector, response.url):
             request = self._aux_request(
                 css, "stylesheet", self.parse_css, page=response.url, import_depth=0
@@ -268,17 +269,25 @@ class CampaignSpider(scrapy.Spider):
                 if request is not None:
                     yield request
 
-    def _count_data_uris(self, response: TextResponse) -> None:
-        """Inline images are decoded in memory and counted; they are not queued (a data:
-        URI as a job would put the image bytes into Redis and the sightings table)."""
+    def _inline_images(self, response: TextResponse) -> Iterator[InlineImage]:
+        """Images embedded as ``data:`` URIs are decoded and hashed here, in memory: only
+        their hashes go to the workers (a URI as a job would carry the bytes into Redis)."""
         stats = self.crawler.stats
         for uri, _how in extract_data_uris(response.selector):
             try:
-                decode_data_uri(uri, self.data_uri_max_bytes)
+                media_type, data = decode_data_uri(uri, self.data_uri_max_bytes)
             except DataURIError as exc:
                 stats.inc_value(f"arachne/data_uri/{exc.reason}")
                 continue
             stats.inc_value("arachne/data_uri/images")
+            hashes = hash_image_bytes(data, max_bytes=self.data_uri_max_bytes, reference=False)
+            del data  # the bytes end here
+            yield InlineImage(
+                url=f"data:{media_type};sha256,{hashes.sha256}",
+                page=response.url,
+                campaign=self.campaign,
+                hashes=hashes_to_json(hashes),
+            )
 
     @leased
     def parse_css(self, response: Response, page: str, import_depth: int) -> Iterator[Any]:
