@@ -32,7 +32,7 @@ from arachne.queue.connection import image_queues
 from arachne.settings import Settings
 from arachne.store.campaigns import set_status, snapshot_stats
 from arachne.store.db import Store
-from arachne.store.runs import end_run, open_run
+from arachne.store.runs import end_run, known_bad_hosts, open_run
 from arachne.store.summary import campaign_summary
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -142,11 +142,10 @@ def run_campaign(
     """Crawl ``name`` with workers running alongside; returns the campaign summary."""
     env = settings.child_env()
     env["REDIS_URL"] = env["ARACHNE_REDIS_URL"] = redis_url
+    # The crawl child joins this run: the unfinished one (resumed) or a new one.
+    number, _new = begin_run(store, redis, name)
     with store.session() as session:
         set_status(session, name, "running")
-        # The crawl child joins this run: the unfinished one (resumed) or a new one.
-        run, _new = open_run(session, name)
-        number = run.number
     n_workers = workers or settings.workers
     worker_procs = [_spawn(["worker"], env) for _ in range(n_workers)]
     crawl = _spawn(["crawl", name], env)
@@ -215,6 +214,20 @@ def run_campaign(
     summary["jobs_failed"] = queue_state(redis, settings).failed
     summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
     return summary
+
+
+def begin_run(store: Store, redis: Redis, name: str) -> tuple[int, bool]:
+    """The run a crawl of ``name`` works on (resumed, or new) and whether it is new. A new
+    run crawls the hosts that served matches in earlier runs first."""
+    from arachne.crawler.frontier import Frontier  # the crawler sits upstream: load late
+
+    with store.session() as session:
+        run, new = open_run(session, name)
+        number = run.number
+        hosts = known_bad_hosts(session, run.campaign_id) if new else set()
+    if hosts:
+        Frontier(redis, name, number).prefer(hosts)
+    return number, new
 
 
 def run_lock(name: str) -> str:

@@ -176,3 +176,20 @@ def test_forget_campaign_deletes_its_runs_and_nothing_else(redis: Redis) -> None
     assert forget_campaign(redis, "c") > 0
     left = {k.decode() for k in redis.scan_iter(count=1000)}
     assert left and all(k.startswith("arachne:campaign:other:") for k in left)
+
+
+def test_hosts_with_matches_are_served_first(redis: Redis) -> None:
+    from arachne.queue.feedback import RunFeedback
+
+    f = Frontier(redis, "c", 1, per_host=1)
+    for host in ("a.test", "b.test", "c.test"):
+        f.add(pages(host, 2))
+        time.sleep(0.01)  # distinct arrival times: a before b before c
+    first = f.lease(1)[0]
+    assert first.host == "a.test"
+    RunFeedback(redis, "c", 1).matched(["c.test"])  # a worker found a match on c
+    f.prefer(["c.test"])
+    (nxt,) = f.lease(1)
+    assert nxt.host == "c.test", "a host with matches goes ahead of the others"
+    f.confirm([first.id, nxt.id])
+    assert f.lease(1)[0].host == "c.test", "and stays ahead while it has pages"

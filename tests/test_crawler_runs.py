@@ -226,3 +226,26 @@ def test_pause_resume_and_cancel_reach_a_running_crawl(
     assert Frontier(redis_client, "ctl", 1).counts()["queued"] == 0, "its frontier freed"
     again = arachne(env, "crawl", "ctl")
     assert again.returncode == 0 and "starting run 2 of 'ctl'" in again.stderr
+
+
+def test_every_starts_new_runs_with_known_bad_hosts_first(
+    env: dict[str, str], redis_client: Redis, tmp_path: Path
+) -> None:
+    from arachne.matcher.hashing import hash_image_bytes
+    from tests.imageserver import make_image
+
+    known = tmp_path / "known.txt"  # the picture page 1 shows, on 127.0.0.2
+    known.write_text(f"md5 {hash_image_bytes(make_image(1)).md5}\n")
+    assert arachne(env, "lists", "import", str(known), "--name", "k").returncode == 0
+    with tree_site(pages=8, hosts=2) as site:
+        create(env, "every", site)
+        proc = spawn(env, "run", "every", "--every", "1s", "--workers", "1")
+        wait_for(lambda: redis_client.exists(keys.run_matched("every", 2)), timeout=120)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert "next run of 'every'" in err, err[-2000:]
+    # Run 2 was told, before it crawled, which host served matches in run 1.
+    assert redis_client.hgetall(keys.run_matched("every", 2)).keys() == {b"127.0.0.2"}
+    summary = json.loads(arachne(env, "stats", "every", "--json").stdout)
+    assert summary["runs"][0]["status"] == "done" and len(summary["runs"]) >= 2
+    assert summary["matches"]["urls"] == 2

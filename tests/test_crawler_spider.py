@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import io
 
 import pytest
 import scrapy
@@ -13,9 +15,21 @@ from scrapy.utils.test import get_crawler
 
 from arachne.crawler.scope import Scope
 from arachne.crawler.spiders.campaign import MAX_IMPORT_DEPTH, CampaignSpider
-from arachne.queue.enqueue import ImageRef
+from arachne.queue.enqueue import ImageRef, InlineImage
 
 SEED = "https://site.test/"
+
+
+def make_png() -> bytes:
+    """A small benign generated picture."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    img = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize((64, 64))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def make_spider(
@@ -53,7 +67,7 @@ def run_parse(
                 requests.append(out)
         else:
             other.append(out)
-    assert other == []
+    assert [o for o in other if not isinstance(o, InlineImage)] == []
     return items, requests
 
 
@@ -351,15 +365,20 @@ def test_robots_and_sitemaps_in_scope_only() -> None:
     assert [(r.url, r.cb_kwargs) for r in requests] == [("https://site.test/p.html", {"depth": 1})]
 
 
-def test_data_uris_are_counted_not_queued() -> None:
+def test_data_uris_are_hashed_not_queued_as_urls() -> None:
+    from arachne.queue.enqueue import InlineImage
+
     spider = make_spider()
-    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 20).decode()
+    png = make_png()
     body = (
-        f'<img src="data:image/png;base64,{png}"><img src="data:image/png;base64,!!">'
-        '<img src="data:text/plain,hi"><img src="real.png">'
+        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        '<img src="data:image/png;base64,!!"><img src="data:text/plain,hi"><img src="real.png">'
     )
-    items, _ = run_parse(spider, html_response(SEED, body, depth=0))
-    assert [i.url for i in items] == ["https://site.test/real.png"]
+    out = list(spider.parse(html_response(SEED, body, depth=0), depth=0))
+    assert [o.url for o in out if isinstance(o, ImageRef)] == ["https://site.test/real.png"]
+    (inline,) = [o for o in out if isinstance(o, InlineImage)]
+    assert inline.url == f"data:image/png;sha256,{hashlib.sha256(png).hexdigest()}"
+    assert inline.page == SEED and inline.hashes["pdq"], "hashed here; only hashes travel"
     stats = spider.crawler.stats
     assert stats.get_value("arachne/data_uri/images") == 1
     assert stats.get_value("arachne/data_uri/bad_data_uri") == 1
@@ -385,3 +404,31 @@ def test_live_stats_count_pages_not_stylesheets_sitemaps_or_robots(redis_url: st
     robots = Request("https://site.test/robots.txt")
     live.response_received(HtmlResponse(robots.url, body=b""), robots)
     assert live.stats.get_all().get(st.PAGES_CRAWLED) == 1
+
+
+def test_stop_rule_stops_following_a_host_without_matches_until_one_comes(
+    redis_url: str,
+) -> None:
+    from redis import Redis
+
+    from arachne.queue.feedback import RunFeedback
+
+    scope = Scope.for_seeds([SEED], max_depth=5, stop_after=3)
+    spider = CampaignSpider.from_crawler(
+        get_crawler(CampaignSpider), campaign="camp", seeds=[SEED], scope=scope
+    )
+    spider.feedback = RunFeedback(Redis.from_url(redis_url), "camp", 1)
+    body = links_page("/next.html", images=("pic.jpg",))
+    followed = []
+    for i in range(5):
+        spider.feedback._synced = 0  # read the shared counts on every page (test only)
+        items, requests = run_parse(spider, html_response(f"{SEED}p{i}.html", body, depth=1))
+        assert [x.url for x in items] == ["https://site.test/pic.jpg"], "images still found"
+        followed.append(bool(requests))
+    assert followed == [True, True, False, False, False]
+    assert spider.crawler.stats.get_value("arachne/stop_rule/pages_not_followed") == 3
+    # A worker matched an image of the host: its count starts again.
+    RunFeedback(Redis.from_url(redis_url), "camp", 1).matched(["site.test"])
+    spider.feedback._synced = 0
+    _, requests = run_parse(spider, html_response(f"{SEED}p9.html", body, depth=1))
+    assert requests, "followed again after a match"

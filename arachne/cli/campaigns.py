@@ -46,6 +46,12 @@ def campaign_group() -> None:
     "huge site cannot use up the run's pages.",
 )
 @click.option(
+    "--stop-after",
+    type=click.IntRange(1),
+    help="Stop rule: stop following a host's links after this many of its pages in a row "
+    "gave no match (default: off). Hosts with matches are crawled first either way.",
+)
+@click.option(
     "--robots",
     type=click.Choice(["obey", "record", "ignore"]),
     help="robots.txt: obey it, crawl anyway but count what it disallows (record), or ignore "
@@ -68,6 +74,7 @@ def campaign_create(
     max_depth: int | None,
     max_pages: int | None,
     max_pages_per_host: int | None,
+    stop_after: int | None,
     robots: str | None,
     priority: str,
 ) -> None:
@@ -94,6 +101,7 @@ def campaign_create(
             max_depth=max_depth if max_depth is not None else s.max_depth,
             max_pages=max_pages if max_pages is not None else s.max_pages,
             max_pages_per_host=max_pages_per_host or 0,
+            stop_after=stop_after or 0,
             priority=priority,
             robots=robots or ("obey" if s.obey_robots else "ignore"),
         )

@@ -23,6 +23,7 @@ Keys (``keys.frontier(campaign, run)`` is the prefix P):
   P:q:{host}  ZSET  fingerprint by depth·10⁹ + arrival, one per host
   P:ready     ZSET  host (with queued URLs) by the time (ms) it may next be asked
   P:leases    ZSET  fingerprint by lease expiry (ms)
+  P:matched   HASH  host → time of its last match (``keys.run_matched``): served first
   P:budget    HASH  budget name → URLs admitted (pages, stylesheet, sitemap);
                     ``host:{host}`` → pages admitted on that host
   P:meta      HASH  counters: seq, added, confirmed, reclaimed, released
@@ -50,6 +51,9 @@ DEPTH_WEIGHT = 1_000_000_000
 SEP = "\x1f"
 """Separates an entry's fields in one script argument (JSON never has it unescaped)."""
 RECLAIM_BATCH = 1_000
+MATCHED_AHEAD_MS = 3_600_000
+"""A host with matches this run is put on the ready heap as if it had waited an hour
+longer: while politeness allows, its pages go before other hosts'."""
 BUSY_RECHECK_MS = 100
 """A host whose slots are all taken (by any process) is looked at again this much later,
 or as soon as a slot this frontier handed out is freed."""
@@ -120,10 +124,12 @@ _READY = (
     ACQUIRE_LUA
     + """
 -- Put a host with queued URLs on the ready heap now (or move it up to now): the lease
--- finds out whether its slots and pacing allow a request.
+-- finds out whether its slots and pacing allow a request. A host with matches this run
+-- goes in ahead of the others (its score an hour earlier).
 local function ready(p, host, now)
   if redis.call('ZCARD', p..':q:'..host) > 0 then
-    redis.call('ZADD', p..':ready', 'LT', now, host)
+    local ahead = redis.call('HEXISTS', p..':matched', host) * MATCHED_AHEAD_MS
+    redis.call('ZADD', p..':ready', 'LT', now - ahead, host)
   end
 end
 -- A leased URL's fetch is over (answered, confirmed or given back): free its host slot
@@ -135,7 +141,7 @@ local function host_of(p, fp)
   local payload = redis.call('HGET', p..':entries', fp)
   if payload then return cjson.decode(payload).h end
 end
-"""
+""".replace("MATCHED_AHEAD_MS", str(MATCHED_AHEAD_MS))
 )
 
 # ARGV: prefix, now, per_host, control key, then one argument per entry: bucket, member,
@@ -471,6 +477,18 @@ class Frontier:
             {f"budget/{_s(k)}": int(v) for k, v in budget.items() if not _s(k).startswith("host:")}
         )
         return out
+
+    def prefer(self, hosts: Iterable[str]) -> None:
+        """Serve these hosts' queues first (hosts with matches; the workers say so through
+        ``RunFeedback.matched``, which writes the same key, and ``--every`` re-crawls)."""
+        hosts = [h for h in hosts if h]
+        if not hosts:
+            return
+        ahead = self.now_ms() - MATCHED_AHEAD_MS
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(f"{self.prefix}:matched", mapping={h: 0 for h in hosts})
+        pipe.zadd(f"{self.prefix}:ready", {h: ahead for h in hosts}, xx=True, lt=True)
+        pipe.execute()
 
     def drained(self) -> bool:
         """Nothing queued and nothing leased: the run's crawl is complete."""

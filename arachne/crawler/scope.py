@@ -136,6 +136,7 @@ class Scope:
     max_depth: int = 5
     max_pages: int = 10_000
     max_pages_per_host: int = 0  # 0: no per-host budget (max_pages still holds)
+    stop_after: int = 0  # stop rule: N pages in a row on a host without a match; 0: off
     include_subdomains: bool = True
     priority: str = "normal"  # which image queue its batches go to (high/normal/low)
     robots: str = "obey"  # obey | record (crawl, but count what robots.txt disallowed) | ignore
@@ -152,6 +153,7 @@ class Scope:
         max_pages_per_host: int = 0,
         priority: str = "normal",
         robots: str = "obey",
+        stop_after: int = 0,
     ) -> Scope:
         hosts = {h.lower().strip() for h in allow_hosts if h.strip()}
         hosts |= {host_of(s) for s in seeds}
@@ -167,6 +169,7 @@ class Scope:
             max_pages_per_host=max_pages_per_host,
             priority=priority,
             robots=robots,
+            stop_after=stop_after,
         )
 
     def allows(self, url: str) -> bool:
@@ -186,6 +189,7 @@ class Scope:
             "max_depth": self.max_depth,
             "max_pages": self.max_pages,
             "max_pages_per_host": self.max_pages_per_host,
+            "stop_after": self.stop_after,
             "include_subdomains": self.include_subdomains,
             "priority": self.priority,
             "robots": self.robots,
@@ -198,6 +202,7 @@ class Scope:
             max_depth=int(data.get("max_depth", 5)),
             max_pages=int(data.get("max_pages", 10_000)),
             max_pages_per_host=int(data.get("max_pages_per_host", 0)),
+            stop_after=int(data.get("stop_after", 0)),
             include_subdomains=bool(data.get("include_subdomains", True)),
             priority=str(data.get("priority", "normal")),
             robots=str(data.get("robots", "obey")),  # campaigns made before it was a choice

@@ -29,6 +29,7 @@ from arachne.queue import keys
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queue, redis_from_settings
 from arachne.queue.enqueue import JOB_FUNC
+from arachne.queue.feedback import RunFeedback
 from arachne.queue.fetch import FetchConfig, fetch_many, retry_after_seconds
 from arachne.settings import Settings
 from arachne.store.db import Store
@@ -304,7 +305,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> di
         outcomes = [o for o in outcomes if o not in retry]
         _schedule_refetch(ctx, campaign, retry, pages, attempts, run)
 
-    counts = _record(ctx, campaign_id, outcomes, run)
+    counts = _record(ctx, campaign, campaign_id, outcomes, run)
     if retry:
         counts[st.FETCH_RETRY] += len(retry)
     st.Stats(ctx.redis, campaign, run).inc_many(counts)
@@ -334,18 +335,22 @@ def process_inline(campaign: str, items: list[dict[str, Any]], run: int = 1) -> 
                 decisions=ctx.matcher.match(hashes),
             )
         )
-    counts = _record(ctx, ctx.campaign_id(campaign), outcomes, run)
+    counts = _record(ctx, campaign, ctx.campaign_id(campaign), outcomes, run)
     st.Stats(ctx.redis, campaign, run).inc_many(counts)
     return dict(counts)
 
 
 def _record(
-    ctx: WorkerContext, campaign_id: int, outcomes: list[ImageOutcome], run: int
+    ctx: WorkerContext, campaign: str, campaign_id: int, outcomes: list[ImageOutcome], run: int
 ) -> Counter[str]:
     """Record the outcomes; the counters of those recorded now (not by an earlier
-    delivery of the same job)."""
+    delivery of the same job). Hosts with matches are told to the crawl (feedback.py)."""
     with ctx.store.session() as session:
         recorded = record_outcomes(session, campaign_id, outcomes, run=run)
+    matched = [o for o in outcomes if o.decisions]
+    if matched:
+        hosts = [o.host for o in matched] + [host_of(o.page_url or "") for o in matched]
+        RunFeedback(ctx.redis, campaign, run).matched(hosts)
     counts: Counter[str] = Counter()
     for o in outcomes:
         if o.image_url not in recorded:

@@ -79,3 +79,14 @@ def run_control(campaign: str, run: int) -> str:
     """STRING: "paused" or "cancelled" while an operator has paused or cancelled the run;
     spiders and workers look at it (the store's ``runs.status`` is the record)."""
     return f"{run_prefix(campaign)}{run}:control"
+
+
+def run_matched(campaign: str, run: int) -> str:
+    """HASH host → time of its last match in the run: the frontier serves these hosts
+    first (under the frontier's prefix, so it is cleared with it)."""
+    return f"{frontier(campaign, run)}:matched"
+
+
+def run_nomatch(campaign: str, run: int) -> str:
+    """HASH host → pages crawled since the host's last match (the stop rule's count)."""
+    return f"{run_prefix(campaign)}{run}:nomatch"

@@ -67,6 +67,21 @@ def open_run(session: Session, name: str) -> tuple[Run, bool]:
     raise RuntimeError(f"could not open a run of campaign {name!r}")
 
 
+def known_bad_hosts(session: Session, campaign_id: int) -> set[str]:
+    """Hosts that served matches in earlier runs, and the hosts of the pages that showed
+    them: a new run crawls these first."""
+    from arachne.store.models import Match, Sighting
+    from arachne.urls import host_of
+
+    rows = session.execute(
+        select(Sighting.host, Sighting.page_url)
+        .join(Match, Match.sighting_id == Sighting.id)
+        .where(Sighting.campaign_id == campaign_id)
+        .distinct()
+    ).all()
+    return {h for host, page in rows for h in (host, host_of(page or "")) if h}
+
+
 def get_run(session: Session, name: str, number: int) -> Run:
     campaign = get_campaign(session, name)
     run = session.scalar(select(Run).where(Run.campaign_id == campaign.id, Run.number == number))

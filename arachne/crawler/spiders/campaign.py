@@ -49,7 +49,9 @@ from arachne.crawler.scheduler import (
 )
 from arachne.crawler.scope import Scope, trap_reason
 from arachne.matcher.hashing import hash_image_bytes, hashes_to_json
+from arachne.queue.connection import redis_from_url
 from arachne.queue.enqueue import ImageRef, InlineImage
+from arachne.queue.feedback import RunFeedback
 from arachne.urls import host_of
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,7 @@ class CampaignSpider(scrapy.Spider):
         # this only spares the frontier a robots.txt/sitemap offer per page of a host.
         self._origins: set[str] = set()  # hosts whose robots.txt and sitemap were asked for
         self.traps_skipped = 0
+        self.feedback: RunFeedback | None = None  # the stop rule's shared page counts
         self.data_uri_max_bytes = DATA_URI_MAX_BYTES
 
     @classmethod
@@ -134,6 +137,13 @@ class CampaignSpider(scrapy.Spider):
         settings = crawler.settings.get("ARACHNE_SETTINGS")
         if settings is not None:
             spider.data_uri_max_bytes = settings.fetch_max_bytes
+        redis_url = crawler.settings.get("ARACHNE_REDIS_URL")
+        if redis_url and spider.scope.stop_after:
+            spider.feedback = RunFeedback(
+                redis_from_url(redis_url),
+                spider.campaign,
+                crawler.settings.getint("ARACHNE_RUN", 1),
+            )
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
@@ -261,13 +271,25 @@ class CampaignSpider(scrapy.Spider):
             )
             if request is not None:
                 yield request
-        if depth >= self.scope.max_depth:
+        if depth >= self.scope.max_depth or self._stopped(response.url):
             return
         for link in extract_links(response.selector, response.url):
             if self.scope.allows(link):
                 request = self._request(link, depth + 1, from_page=response.url)
                 if request is not None:
                     yield request
+
+    def _stopped(self, page_url: str) -> bool:
+        """The stop rule: a host that gave ``scope.stop_after`` pages in a row without a
+        match (as far as the workers have matched) has its links no longer followed."""
+        if not self.scope.stop_after or self.feedback is None:
+            return False
+        host = host_of(page_url)
+        self.feedback.crawled(host)
+        if self.feedback.pages_without_match(host) < self.scope.stop_after:
+            return False
+        self.crawler.stats.inc_value("arachne/stop_rule/pages_not_followed")
+        return True
 
     def _inline_images(self, response: TextResponse) -> Iterator[InlineImage]:
         """Images embedded as ``data:`` URIs are decoded and hashed here, in memory: only
