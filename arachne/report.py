@@ -68,6 +68,11 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
             else []
         ),
         ("pages crawled", str(s["pages"])),
+        *(
+            [("page errors", _with_reasons(s["page_errors"], s["page_errors_by_reason"]))]
+            if s.get("page_errors")
+            else []
+        ),
         ("images found", str(s["images_found"])),
         ("images queued", str(s["images_queued"])),
         ("images fetched", str(s["images_fetched"])),
@@ -80,6 +85,11 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("notices", f"{notices['total']}" + (f" ({notice_detail})" if notice_detail else "")),
         ("errors", f"{errors['total']}" + (f" ({by_reason})" if by_reason else "")),
     ]
+
+
+def _with_reasons(total: int, by_reason: dict[str, int]) -> str:
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items()))
+    return f"{total}" + (f" ({detail})" if detail else "")
 
 
 def print_summary(s: dict[str, Any]) -> None:

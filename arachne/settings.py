@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         description="A worker waits this long at most for a busy or paced host; longer, and "
         "the image is put off (re-queued for when the host allows).",
     )
+    page_timeout: float = Field(
+        30.0, gt=0, description="Seconds a page may take to download in full (slow, stalled)."
+    )
+    page_max_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Bytes a page may have, decompressed (huge responses, gzip bombs).",
+    )
     crawl_lease_seconds: float = Field(
         120.0,
         gt=0,

@@ -4,6 +4,7 @@ the next crawl a new run that re-visits every page. Loopback site with ground tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -249,3 +250,49 @@ def test_every_starts_new_runs_with_known_bad_hosts_first(
     summary = json.loads(arachne(env, "stats", "every", "--json").stdout)
     assert summary["runs"][0]["status"] == "done" and len(summary["runs"]) >= 2
     assert summary["matches"]["urls"] == 2
+
+
+def test_a_hostile_site_is_recorded_and_the_crawl_goes_on(
+    env: dict[str, str], redis_client: Redis
+) -> None:
+    from tests.hostile_site import GOOD, hostile_site
+
+    env.update(ARACHNE_PAGE_TIMEOUT="1.5", ARACHNE_PAGE_MAX_BYTES=str(2 * 1024 * 1024))
+    with hostile_site(slow=4.0) as site:
+        done = arachne(
+            env, "campaign", "create", "hostile", "--seed", site.base + "/",
+            "--max-pages", "60", "--robots", "ignore",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        started = time.monotonic()
+        crawl = spawn(env, "crawl", "hostile")
+        peak_kb = 0
+        while crawl.poll() is None:  # the crawl's peak memory, while it runs
+            status = Path(f"/proc/{crawl.pid}/status")
+            with contextlib.suppress(OSError):
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM"):  # absent once it has exited
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+            assert time.monotonic() - started < 180, "the crawl must end"
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        _, err = crawl.communicate()
+        hits = dict(site.hits)
+    assert crawl.returncode == 0 and "Traceback" not in err, err[-3000:]
+    summary = json.loads(arachne(env, "stats", "hostile", "--json").stdout)
+    reasons = summary["page_errors_by_reason"]
+    print(f"hostile site: {took:.1f} s, crawl peak RSS {peak_kb // 1024} MB, errors {reasons}")
+    assert all(hits.get(p) for p in GOOD), "every good page crawled, past the bad ones"
+    assert {"/ok1", "/ok2", "/ok3"} <= set(hits), "links of malformed and mis-encoded pages"
+    assert queued_images(redis_client, "hostile", 1) == {
+        f"{site.base}/img/{i}.jpg" for i in range(len(GOOD))
+    }
+    # Each is recorded with its reason.
+    assert reasons["DownloadTimeoutError"] == 2, reasons  # /slow and /stall, after retries
+    assert reasons["DownloadCancelledError"] == 2, reasons  # 2 GB, announced and chunked
+    assert reasons["IgnoreRequest"] == 2, reasons  # the gzip bomb and the redirect loop
+    assert reasons["http_429"] == 3, "three tries, then given up"
+    assert hits.get("/loop1", 0) <= 12, "the redirect loop is cut off"
+    assert 0 < hits.get("/calendar", 0) < 60, "the infinite calendar ends at the page budget"
+    # Our own cut-offs do not slow the host down: only 2 timeouts and a 429 count.
+    assert took < 90 and peak_kb < 400 * 1024, "bounded time and memory"

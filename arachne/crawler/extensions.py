@@ -8,6 +8,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.http import Request, Response
+from twisted.python.failure import Failure
 
 from arachne.queue import stats as st
 from arachne.queue.connection import redis_from_url
@@ -35,7 +36,13 @@ class LiveStats:
         # robots.txt (Scrapy's or the spider's), stylesheets and sitemaps are not pages.
         if request.url.endswith("/robots.txt") or request.meta.get("arachne_aux"):
             return
-        self.stats.inc(st.PAGES_CRAWLED if response.status < 400 else st.PAGES_ERRORS)
+        if response.status < 400:
+            self.stats.inc(st.PAGES_CRAWLED)
+        else:
+            self.stats.inc_many({st.PAGES_ERRORS: 1, f"{st.PAGE_ERROR}http_{response.status}": 1})
 
-    def request_failed(self, **_: Any) -> None:
-        self.stats.inc(st.PAGES_ERRORS)
+    def request_failed(self, failure: Failure | None = None, **_: Any) -> None:
+        """A page that got no answer at all, or whose callback failed: counted by reason
+        (the exception's name: TimeoutError, DNSLookupError, ...)."""
+        reason = type(failure.value).__name__ if failure is not None else "unknown"
+        self.stats.inc_many({st.PAGES_ERRORS: 1, st.PAGE_ERROR + reason: 1})

@@ -43,8 +43,9 @@ def scrapy_settings(
         # 429 and 503 are the host asking us to slow down: the page goes back to the
         # frontier, which waits for the host (Retry-After, back-off) before asking again.
         "RETRY_HTTP_CODES": [500, 502, 504, 522, 524, 408],
-        "DOWNLOAD_TIMEOUT": 30,
-        "DOWNLOAD_MAXSIZE": 10 * 1024 * 1024,  # pages only; images never go through Scrapy
+        "DOWNLOAD_TIMEOUT": settings.page_timeout,
+        # Pages only (images never go through Scrapy); also caps a gzip bomb's output.
+        "DOWNLOAD_MAXSIZE": settings.page_max_bytes,
         "DOWNLOAD_WARNSIZE": 0,
         "RETRY_TIMES": 2,
         "COOKIES_ENABLED": False,

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import DownloadTimeoutError
 from scrapy.utils.defer import deferred_from_coro
-from twisted.internet import task
+from twisted.internet import error, task
 from twisted.python.failure import Failure
+from twisted.web._newclient import ResponseNeverReceived
 
 from arachne.crawler.extensions import page_failed
 from arachne.crawler.frontier import Budgets, Entry, Frontier, Lease
@@ -51,6 +53,16 @@ leases_retry = object()
 back to the frontier, which holds the host until its Retry-After or back-off has passed."""
 crawl_delay_found = object()
 """Signal (``host``, ``seconds``): robots.txt asks for this Crawl-delay."""
+NO_ANSWER = (
+    DownloadTimeoutError,
+    TimeoutError,
+    error.TimeoutError,
+    error.TCPTimedOutError,
+    error.ConnectionRefusedError,
+    error.ConnectionLost,
+    ResponseNeverReceived,
+)
+"""Failures that mean the host did not answer (it backs off), as Scrapy's retry sees them."""
 TRIES_META = "arachne_tries"
 """Request meta key: how often this URL was given back for a later try (429/503)."""
 
@@ -198,9 +210,11 @@ class FrontierScheduler:
         )
 
     def download_failed(self, failure: Failure, **_: Any) -> None:
-        """No answer at all (timeout, refused, reset): the host backs off."""
+        """No answer at all (timeout, refused, reset): the host backs off. Our own cut-offs
+        (a page over the size cap, a gzip bomb, a redirect loop) and a name that does not
+        resolve say nothing about the host's load, and leave its pacing alone."""
         request = getattr(failure, "request", None)
-        if request is not None:
+        if request is not None and failure.check(*NO_ANSWER):
             self._observe(request.url, Answer(status=0, reason=type(failure.value).__name__))
 
     def _observe(self, url: str, answer: Answer) -> None:

@@ -17,6 +17,7 @@ from arachne.queue import keys
 # Well-known keys (others are built from these prefixes).
 PAGES_CRAWLED = "crawl/pages"
 PAGES_ERRORS = "crawl/errors"
+PAGE_ERROR = "crawl/error/"  # + reason (http_404, TimeoutError, ...)
 IMAGES_FOUND = "crawl/images_found"
 IMAGES_QUEUED = "queue/images_queued"
 IMAGES_DUPLICATE = "queue/images_duplicate"
@@ -81,11 +82,13 @@ class Stats:
         return dict(sorted(out.items()))
 
 
-def errors_by_reason(stats: Mapping[str, int]) -> dict[str, int]:
-    """Fold ``fetch/error/*`` and ``hash/error/*`` into {reason: count}."""
+def errors_by_reason(
+    stats: Mapping[str, int], prefixes: tuple[str, ...] = (FETCH_ERROR, HASH_ERROR)
+) -> dict[str, int]:
+    """Fold ``fetch/error/*`` and ``hash/error/*`` (or other prefixes) into {reason: count}."""
     out: Counter[str] = Counter()
     for key, value in stats.items():
-        for prefix in (FETCH_ERROR, HASH_ERROR):
+        for prefix in prefixes:
             if key.startswith(prefix):
                 out[key[len(prefix) :]] += value
     return dict(out)

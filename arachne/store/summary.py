@@ -106,6 +106,7 @@ def campaign_summary(
         "finished_at": campaign.finished_at.isoformat() if campaign.finished_at else None,
         "pages": live.get(st.PAGES_CRAWLED, 0),
         "page_errors": live.get(st.PAGES_ERRORS, 0),
+        "page_errors_by_reason": st.errors_by_reason(live, (st.PAGE_ERROR,)),
         "images_found": live.get(st.IMAGES_FOUND, 0),
         "images_queued": live.get(st.IMAGES_QUEUED, 0),
         "images_fetched": live.get(st.IMAGES_FETCHED, 0),
