@@ -403,6 +403,7 @@ def test_live_stats_count_pages_not_stylesheets_sitemaps_or_robots(redis_url: st
         live.response_received(HtmlResponse(url, body=b""), aux)
     robots = Request("https://site.test/robots.txt")
     live.response_received(HtmlResponse(robots.url, body=b""), robots)
+    live.flush()  # counts go to Redis in one round trip, every half second and at the end
     assert live.stats.get_all().get(st.PAGES_CRAWLED) == 1
 
 
