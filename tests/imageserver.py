@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -72,3 +72,27 @@ def serve_slow(
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+@contextmanager
+def serve_handler(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], name: str = "test-site"
+) -> Iterator[str]:
+    """Serve every path with ``handler`` on 127.0.0.1 (its own thread); yields the base URL."""
+    from arachne.demo.background import ServerThread
+
+    runner: list[web.AppRunner] = []
+
+    async def start() -> str:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", handler)
+        runner.append(web.AppRunner(app, access_log=None))
+        await runner[0].setup()
+        await web.TCPSite(runner[0], "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{runner[0].addresses[0][1]}"
+
+    async def stop() -> None:
+        await runner[0].cleanup()
+
+    with ServerThread(start, stop, name) as base:
+        yield base

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from arachne.demo.background import ServerThread
 from tests.conftest import REDIS_TEST_URL
 from tests.crawl_probe import run_probe
+from tests.imageserver import serve_handler
 
 
 @contextmanager
@@ -24,7 +24,6 @@ def site(robots: str = "", busy: dict[str, int] | None = None, always_429: bool 
     first. Yields the base URL and the log of (time, path, status)."""
     log: list[tuple[float, str, int]] = []
     busy = dict(busy or {})
-    runner: list[web.AppRunner] = []
 
     async def handler(request: web.Request) -> web.Response:
         path = request.path
@@ -40,18 +39,7 @@ def site(robots: str = "", busy: dict[str, int] | None = None, always_429: bool 
         links = "".join(f'<a href="/{i}">{i}</a>' for i in range(5)) if path == "/" else ""
         return web.Response(text=f"<html><body>{links}</body></html>", content_type="text/html")
 
-    async def start() -> str:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handler)
-        runner.append(web.AppRunner(app, access_log=None))
-        await runner[0].setup()
-        await web.TCPSite(runner[0], "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{runner[0].addresses[0][1]}"
-
-    async def stop() -> None:
-        await runner[0].cleanup()
-
-    with ServerThread(start, stop, "polite-site") as base:
+    with serve_handler(handler, "polite-site") as base:
         yield base, log
 
 

@@ -27,7 +27,6 @@ class Clock:
         return self.now
 
 
-
 def ip_hits(rdap: RdapServer) -> int:
     return sum(n for p, n in rdap.hits.items() if p.startswith("/ip/"))
 

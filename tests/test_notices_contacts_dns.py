@@ -29,7 +29,6 @@ def dns(dns_module: LocalDns) -> LocalDns:
     return dns_module
 
 
-
 def lookup(dns: LocalDns, name: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     answer = DnsLookup(dns.address, timeout=0.5).lookup(name)
     return answer.outcome, answer.addresses, answer.cnames

@@ -17,7 +17,7 @@ from redis import Redis
 from arachne.crawler.frontier import Entry, Frontier
 from arachne.queue.fetch import FetchConfig, fetch_many
 from arachne.queue.politeness import BUSY, Answer, HostPoliteness
-from tests.imageserver import make_image
+from tests.imageserver import make_image, serve_handler
 
 HOST = "polite.test"
 
@@ -100,11 +100,8 @@ def test_frontier_and_workers_draw_from_the_same_slots(redis_client: Redis) -> N
 @contextmanager
 def counting_server(delay: float, status: int = 200, headers: dict[str, str] | None = None
                     ) -> Iterator[tuple[str, dict[str, int]]]:  # fmt: skip
-    from arachne.demo.background import ServerThread
-
     seen: dict[str, int] = Counter()
     body = make_image(1)
-    runner: list[web.AppRunner] = []
 
     async def handler(request: web.Request) -> web.Response:
         seen["requests"] += 1
@@ -118,18 +115,7 @@ def counting_server(delay: float, status: int = 200, headers: dict[str, str] | N
             return web.Response(status=status, text="later", headers=headers or {})
         return web.Response(body=body, content_type="image/jpeg")
 
-    async def start() -> str:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handler)
-        runner.append(web.AppRunner(app, access_log=None))
-        await runner[0].setup()
-        await web.TCPSite(runner[0], "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{runner[0].addresses[0][1]}"
-
-    async def stop() -> None:
-        await runner[0].cleanup()
-
-    with ServerThread(start, stop, "counting") as base:
+    with serve_handler(handler, "counting") as base:
         yield base, seen
 
 
