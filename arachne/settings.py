@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from arachne import __version__
 from arachne.errors import ConfigError
 
 CONFIG_ENV = "ARACHNE_CONFIG"
@@ -100,7 +101,14 @@ class Settings(BaseSettings):
         "frontier after this long; live spiders renew their leases.",
     )
     obey_robots: bool = True
-    user_agent: str = "ArachneBot/0.1 (+child-protection hotline; abuse contact in notices)"
+    contact_url: str | None = Field(
+        None,
+        description="A page about your hotline's crawler: it goes into the User-Agent, so a "
+        "site's operator can see who is crawling and why.",
+    )
+    user_agent: str | None = Field(
+        None, description="The whole User-Agent (default: ArachneBot with contact_url)."
+    )
 
     # fetch + decode
     fetch_timeout: float = Field(20.0, gt=0)
@@ -215,6 +223,14 @@ class Settings(BaseSettings):
             schemes = ", ".join(f"{s}://" for s in REDIS_SCHEMES)
             raise ValueError(f"must start with {schemes} (got {url.partition(':')[0]!r}:...)")
         return url
+
+    @property
+    def agent(self) -> str:
+        """The User-Agent of every request (pages, images, re-checks, RDAP)."""
+        if self.user_agent:
+            return self.user_agent
+        about = self.contact_url or "child-protection hotline; abuse contact in notices"
+        return f"ArachneBot/{__version__} (+{about})"
 
     @property
     def db_url(self) -> str:

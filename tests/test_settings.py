@@ -43,3 +43,15 @@ def test_child_env_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.setenv(key, value)
     again = Settings()
     assert again.model_dump() == s.model_dump()
+
+
+def test_user_agent_names_the_hotlines_crawler_page() -> None:
+    from arachne.settings import Settings
+
+    assert Settings().agent.startswith("ArachneBot/")
+    agent = Settings(contact_url="https://hotline.example/crawler").agent
+    assert agent.startswith("ArachneBot/") and "(+https://hotline.example/crawler)" in agent
+    assert (
+        Settings(user_agent="Hotline/2 (+https://h.example)").agent
+        == "Hotline/2 (+https://h.example)"
+    )

@@ -103,7 +103,7 @@ def update(ctx: Ctx, bootstrap_url: str, as_json: bool) -> None:
         max_bytes=s.rdap_max_bytes,
         rate=s.rdap_rate,
         allow_private=True,
-        user_agent=s.user_agent,
+        user_agent=s.agent,
     )
     dest = s.data_dir / bootstrap.UPDATE_DIR
     with operator_errors():

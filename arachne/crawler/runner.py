@@ -33,7 +33,7 @@ def scrapy_settings(
         middlewares["arachne.crawler.middlewares.RecordingRobotsTxt"] = 100
     return {
         "BOT_NAME": "arachne",
-        "USER_AGENT": settings.user_agent,
+        "USER_AGENT": settings.agent,
         "ROBOTSTXT_OBEY": settings.obey_robots and robots != "ignore",
         "CONCURRENT_REQUESTS": settings.crawl_concurrency,
         # The frontier paces hosts for the whole cluster (politeness.py); Scrapy's own

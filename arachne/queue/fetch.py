@@ -185,7 +185,7 @@ class FetchConfig:
             max_bytes=settings.fetch_max_bytes,
             concurrency=settings.fetch_concurrency,
             per_host=settings.per_host_concurrency,
-            user_agent=settings.user_agent,
+            user_agent=settings.agent,
             allow_private=settings.allow_private_networks,
             politeness=politeness,
             host_wait_max=settings.host_wait_max,

@@ -97,7 +97,7 @@ class RdapHttp:
             max_bytes=settings.rdap_max_bytes,
             rate=settings.rdap_rate,
             allow_private=settings.allow_private_networks,
-            user_agent=settings.user_agent,
+            user_agent=settings.agent,
         )
 
     def get(self, url: str) -> Fetched:
