@@ -665,6 +665,7 @@ def test_scope_limits_and_json_round_trip() -> None:
         "max_depth": 2,
         "max_pages": 7,
         "max_pages_per_host": 4,
+        "stop_after": 0,
         "include_subdomains": True,
         "priority": "normal",
         "robots": "obey",
@@ -680,6 +681,7 @@ def test_scope_from_json_defaults() -> None:
     scope = Scope.from_json({"allowed_hosts": ["a.test"]})
     assert (scope.max_depth, scope.max_pages, scope.include_subdomains) == (5, 10_000, True)
     assert scope.max_pages_per_host == 0, "campaigns made before per-host budgets: none"
+    assert scope.stop_after == 0, "nor a stop rule"
     assert scope.allows("https://www.a.test/")
 
 
