@@ -22,19 +22,18 @@ def _jobs(redis: Redis) -> list[tuple[str, list[dict[str, str]]]]:
     return [(job.args[0], job.args[1]) for job in queue.get_jobs()]
 
 
-def test_batches_are_grouped_by_host_and_capped(redis_client: Redis) -> None:
+def test_batches_are_capped_and_mix_hosts(redis_client: Redis) -> None:
     queue = image_queue(redis_client, Settings())
     enq = Enqueuer(redis_client, queue, "c", batch_size=10)
-    enq.add(_refs("a.example", 25) + _refs("b.example", 3))
-    # Full batches of a.example went out at once; the rest waits in the buffer.
-    assert queue.count == 2 and enq.pending() == 5 + 3
+    enq.add(_refs("a.example", 4) + _refs("b.example", 24))
+    # Full batches went out at once; the rest waits in the buffer.
+    assert queue.count == 2 and enq.pending() == 8
     enq.flush()
     jobs = _jobs(redis_client)
-    assert len(jobs) == 4
-    for campaign, payload in jobs:
-        assert campaign == "c"
-        assert 1 <= len(payload) <= 10
-        assert len({ref["url"].split("/")[2] for ref in payload}) == 1, "one host per batch"
+    assert [len(p) for _, p in jobs] == [10, 10, 8]
+    assert all(campaign == "c" for campaign, _ in jobs)
+    hosts = {ref["url"].split("/")[2] for ref in jobs[0][1]}
+    assert hosts == {"a.example", "b.example"}, "a batch is not held back for one host"
     assert sum(len(p) for _, p in jobs) == 28
     assert queue.get_jobs()[0].func_name == JOB_FUNC
 

@@ -38,6 +38,9 @@ def test_killed_worker_job_is_retried_and_recorded_once(
         fetch_timeout=30,
         retry_backoff=[1],
         allow_private_networks=True,
+        # The killed worker's host slots stay taken until they expire (fetch timeout + 5 s):
+        # more slots than a batch holds leave the rescuer some.
+        per_host_concurrency=8,
     )
     store = Store.open(settings)
     with store.session() as s:

@@ -1,4 +1,4 @@
-"""Hand image references to the workers: per-run dedup, batches grouped by host.
+"""Hand image references to the workers: per-run dedup, batches of up to ``batch_size``.
 
 A URL is marked seen in Redis only when its batch is enqueued (one MULTI), so a crawler
 killed with references still buffered loses nothing: they are not "seen" and a re-crawl
@@ -7,7 +7,6 @@ finds them again.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +72,10 @@ class Enqueuer:
         self.retry = Retry(max=retries, interval=list(retry_backoff)) if retries else None
         self.job_timeout = job_timeout
         self.stats = st.Stats(redis, campaign, run)
-        self._buffer: dict[str, dict[str, ImageRef]] = defaultdict(dict)  # host → url → ref
+        # url → ref, in arrival order. Batches mix hosts: politeness is the cluster's per-host
+        # slots now, so a worker fetches from many hosts at once instead of waiting on one
+        # slow host's few slots.
+        self._buffer: dict[str, ImageRef] = {}
 
     def add(self, refs: Iterable[ImageRef]) -> int:
         """Buffer new references; returns how many were new. Full batches are enqueued."""
@@ -86,16 +88,13 @@ class Enqueuer:
         seen = pipe.execute()
         new = [r for r, was_seen in zip(fresh, seen, strict=True) if not was_seen]
         for r in new:
-            self._buffer[host_of(r.url)][r.url] = r
+            self._buffer[r.url] = r
         self.stats.inc_many({st.IMAGES_DUPLICATE: len(fresh) - len(new)})
-        for host, refs_of_host in list(self._buffer.items()):
-            if len(refs_of_host) >= self.batch_size:
-                self._enqueue(host, full_only=True)
+        self._enqueue(full_only=True)
         return len(new)
 
     def flush(self) -> None:
-        for host in list(self._buffer):
-            self._enqueue(host)
+        self._enqueue()
 
     def _submit(self, func: str, payload: list[dict[str, Any]], what: str, urls: list[str]) -> None:
         """One MULTI: the job and the "seen" marks of its URLs land together or not at all."""
@@ -137,24 +136,23 @@ class Enqueuer:
         return len(new)
 
     def pending(self) -> int:
-        return sum(len(v) for v in self._buffer.values())
+        return len(self._buffer)
 
     def _buffered(self, url: str) -> bool:
-        return url in self._buffer.get(host_of(url), {})
+        return url in self._buffer
 
-    def _enqueue(self, host: str, full_only: bool = False) -> None:
-        """Send the host's buffer as batches; with ``full_only`` a partial tail stays."""
-        refs = list(self._buffer.pop(host, {}).values())
-        while refs:
-            if full_only and len(refs) < self.batch_size:
-                self._buffer[host] = {r.url: r for r in refs}
-                return
-            chunk, refs = refs[: self.batch_size], refs[self.batch_size :]
+    def _enqueue(self, full_only: bool = False) -> None:
+        """Send the buffer as batches; with ``full_only`` a partial tail stays."""
+        while self._buffer and (len(self._buffer) >= self.batch_size or not full_only):
+            chunk = list(self._buffer.values())[: self.batch_size]
+            for r in chunk:
+                del self._buffer[r.url]
             payload = [{"url": r.url, "page": r.page} for r in chunk]
+            hosts = len({host_of(r.url) for r in chunk})
             self._submit(
                 JOB_FUNC,
                 payload,
-                f"{self.campaign}: {len(chunk)} images from {host}",
+                f"{self.campaign}: {len(chunk)} images from {hosts} host(s)",
                 [r.url for r in chunk],
             )
             self.stats.inc_many({st.IMAGES_QUEUED: len(chunk), st.JOBS_QUEUED: 1})

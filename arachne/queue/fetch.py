@@ -176,8 +176,9 @@ class FetchConfig:
                 redis,
                 concurrency=settings.per_host_concurrency,
                 delay=settings.per_host_delay,
-                # A holder killed mid-fetch frees its slot after this.
-                slot_seconds=settings.fetch_timeout * 2 + 30,
+                # A slot is taken just before one fetch, which cannot outlast its timeout:
+                # a worker killed mid-fetch holds the host's slot this long at most.
+                slot_seconds=settings.fetch_timeout + 5,
                 backoff_max=settings.host_backoff_max,
             )
         return cls(
