@@ -159,7 +159,7 @@ class Frontier:
         fps = [e.key for e in entries]
         unseen = {int(i) for i in self._unseen(args=[self.prefix, *fps])}
         result = AddResult(duplicate=len(entries) - len(unseen))
-        args: list[Any] = [self.prefix, self.now_ms(), self.per_host, self.control]
+        args: list[Any] = [self.prefix, self.now_ms(), self.control]
         for i in sorted(unseen):
             e = entries[i]
             bucket, member = fps[i].split(":")
@@ -172,7 +172,7 @@ class Frontier:
             host = e.host.replace(SEP, "")  # JSON escapes it in the payload; not here
             fields = (bucket, member, host, score, e.kind, self.budgets.cap(e.kind), host_cap)
             args.append(SEP.join(map(str, fields)) + SEP + payload)
-        if len(args) > 4:
+        if len(args) > 3:
             added, duplicate, capped, capped_host = (int(x) for x in self._add(args=args))
             result.added, result.capped, result.capped_host = added, capped, capped_host
             result.duplicate += duplicate  # another spider added it meanwhile

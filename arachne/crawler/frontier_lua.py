@@ -40,16 +40,16 @@ end
 """.replace("MATCHED_AHEAD_MS", str(MATCHED_AHEAD_MS))
 )
 
-# ARGV: prefix, now, per_host, control key, then one argument per entry: bucket, member,
-# host, score, kind, cap, host_cap and payload joined by \x1f (one argument, not eight:
-# packing the arguments was most of an add's cost). Returns {added, duplicate, capped, capped_host}.
+# ARGV: prefix, now, control key, then one argument per entry: bucket, member, host,
+# score, kind, cap, host_cap and payload joined by \x1f (one argument, not eight: packing
+# the arguments was most of an add's cost). Returns {added, duplicate, capped, capped_host}.
 ADD_SCRIPT = (
     READY_LUA
     + """
-local p, now, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local p, now = ARGV[1], tonumber(ARGV[2])
 local added, dup, capped, hcapped = 0, 0, 0, 0
 -- A cancelled run's frontier was cleared: a spider that has not noticed yet adds nothing.
-if redis.call('GET', ARGV[4]) == 'cancelled' then return {0, #ARGV - 4, 0, 0} end
+if redis.call('GET', ARGV[3]) == 'cancelled' then return {0, #ARGV - 3, 0, 0} end
 -- Budgets and the arrival counter are read once and written once per call.
 local used, touched = {}, {}
 local function budget(name)
@@ -92,7 +92,7 @@ local function offer(arg, at, bucket, member, seen)
   touched[host] = true
   added = added + 1
 end
-for i = 5, #ARGV do
+for i = 4, #ARGV do
   local arg = ARGV[i]
   local bucket, at = field(arg, 1)
   local member
