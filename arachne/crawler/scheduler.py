@@ -231,10 +231,9 @@ class FrontierScheduler:
 
     def retry_later(self, leases: list[str], **_: Any) -> None:
         """``leases_retry``: back to the frontier, counted as a try."""
-        self._flush_adds()
-        ids = [lease for lease in leases if lease in self._held]
-        self._held.difference_update(ids)
-        self._inc("arachne/frontier/retried", self.frontier.release(ids, retry=True))
+        self._inc(
+            "arachne/frontier/retried", self.frontier.release(self._claim(leases), retry=True)
+        )
 
     def robots_parsed(self, robotparser: Any, request: Request, **_: Any) -> None:
         """Scrapy read a host's robots.txt before its first request (policies obey and
@@ -253,12 +252,18 @@ class FrontierScheduler:
 
     def confirm(self, leases: list[str], **_: Any) -> None:
         """``leases_done``: the pages' links go to the frontier first, then the confirm."""
-        self._flush_adds()
-        ids = [lease for lease in leases if lease in self._held]
-        self._held.difference_update(ids)
+        ids = self._claim(leases)
         confirmed = self.frontier.confirm(ids)
         if confirmed < len(ids):  # a lease ran out meanwhile: another spider has it too
             self._inc("arachne/frontier/lease_expired", len(ids) - confirmed)
+
+    def _claim(self, leases: list[str]) -> list[str]:
+        """The held ones among ``leases``, no longer held; the links this process still
+        buffers are written first (they came from those pages)."""
+        self._flush_adds()
+        ids = [lease for lease in leases if lease in self._held]
+        self._held.difference_update(ids)
+        return ids
 
     def _safe_tick(self) -> None:
         try:
@@ -296,10 +301,9 @@ class FrontierScheduler:
             log.warning("run %s", control or "resumed")
             self._control = control
             if control == "cancelled":
-                self._held.clear()  # nothing to confirm or give back any more
-            if control == "cancelled" and self.crawler.engine is not None:
-                # Close now: unfinished leases go back (the frontier is cleared anyway).
-                deferred_from_coro(self.crawler.engine.close_spider_async(reason="cancelled"))
+                self._held.clear()  # its frontier is cleared: nothing to confirm or give back
+                if self.crawler.engine is not None:
+                    deferred_from_coro(self.crawler.engine.close_spider_async(reason="cancelled"))
 
     def _refill(self) -> list[Request]:
         if self._control is not None:  # paused or cancelled: no new requests
