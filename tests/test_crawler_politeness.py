@@ -43,8 +43,9 @@ def site(robots: str = "", busy: dict[str, int] | None = None, always_429: bool 
         yield base, log
 
 
-def crawl(base: str, tmp_path: Path, **settings: object) -> dict[str, object]:
+def crawl(base: str, tmp_path: Path, robots: str = "obey", **settings: object) -> dict[str, object]:
     args = {
+        "robots": robots,
         "data_dir": str(tmp_path),
         "redis_url": REDIS_TEST_URL,
         "seeds": [base + "/"],
@@ -76,6 +77,20 @@ def test_robots_crawl_delay_spaces_requests(tmp_path: Path, redis_url: str) -> N
     starts = sorted(at for at, path, _ in log if path not in ("/robots.txt", "/sitemap.xml"))
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert len(starts) == 6 and min(gaps) >= 0.35, gaps
+
+
+def test_crawl_delay_is_kept_under_robots_policy_ignore(tmp_path: Path, redis_url: str) -> None:
+    # Scrapy does not read robots.txt then; the spider does (for Sitemap: lines), after
+    # the seed: what it asks before that goes out unpaced, everything after is spaced.
+    robots = "User-agent: *\nCrawl-delay: 0.4\nDisallow: /\n"
+    with site(robots=robots) as (base, log):
+        crawl(base, tmp_path, robots="ignore", per_host_concurrency=1)
+    read = next(at for at, path, _ in log if path == "/robots.txt")
+    pages = [at for at, path, _ in log if path.count("/") == 1 and path[1:].isdigit()]
+    assert len(pages) == 5, "Disallow: / was ignored, as asked"
+    after = sorted(at for at in pages if at > read + 0.05)
+    gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
+    assert len(after) >= 3 and min(gaps) >= 0.35, gaps
 
 
 def test_a_host_that_always_says_429_is_given_up_on_and_the_crawl_ends(

@@ -335,11 +335,15 @@ class CampaignSpider(scrapy.Spider):
     def parse_robots(self, response: Response) -> Iterator[Any]:
         if not isinstance(response, TextResponse):
             return
-        agent = self.crawler.settings.get("USER_AGENT") or "*"
-        try:
-            delay = Protego.parse(response.text).crawl_delay(agent)
-        except Exception:  # a robots.txt Protego cannot read has no delay for us
-            delay = None
+        # Under policies obey and record, Scrapy's robots.txt middleware read it first and
+        # the scheduler took its Crawl-delay (robots_parsed); under ignore, only we read it.
+        delay = None
+        if self.scope.robots == "ignore":
+            agent = self.crawler.settings.get("USER_AGENT") or "*"
+            try:
+                delay = Protego.parse(response.text).crawl_delay(agent)
+            except Exception:  # a robots.txt Protego cannot read has no delay for us
+                delay = None
         if delay:
             self.crawler.signals.send_catch_log(
                 signal=crawl_delay_found, host=host_of(response.url), seconds=float(delay)
