@@ -24,17 +24,10 @@ def live_stats(settings: Settings, name: str) -> dict[str, int] | None:
 def live_run_stats(settings: Settings, name: str) -> Callable[[int], dict[str, int] | None]:
     """``number -> that run's live counters`` (None where Redis has none or is not reachable)."""
     try:
-        stats = st.Stats(redis_from_settings(settings), name)
-    except Exception:
-        return lambda _number: None
-
-    def get(number: int) -> dict[str, int] | None:
-        try:
-            return stats.get_run(number) or None
-        except Exception:
-            return None
-
-    return get
+        redis = redis_from_settings(settings)
+    except Exception:  # not configured, not running: the stored snapshots stand in
+        redis = None
+    return st.run_reader(redis, name)
 
 
 def print_progress(p: dict[str, Any]) -> None:

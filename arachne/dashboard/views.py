@@ -28,7 +28,7 @@ from arachne.errors import ConfigError, UnknownCampaign
 from arachne.notices.listing import notice_list
 from arachne.notices.stats import removal_stats
 from arachne.queue.connection import image_queues, redis_from_settings
-from arachne.queue.stats import Stats, errors_by_reason
+from arachne.queue.stats import Stats, errors_by_reason, run_reader
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.models import Campaign, HashEntry, HashList, Match, Sighting
@@ -91,19 +91,8 @@ class LiveSource:
             return None
 
     def run_reader(self, name: str) -> LiveRun:
-        """``number -> that run's live counters`` (None: Redis has none or is unreachable,
-        and the run's stored snapshot is shown)."""
-        redis = self._client()
-
-        def read(number: int) -> dict[str, int] | None:
-            if redis is None:
-                return None
-            try:
-                return Stats(redis, name).get_run(number) or None
-            except (RedisError, OSError):
-                return None
-
-        return read
+        """``number -> that run's live counters`` (None: the run's stored snapshot is shown)."""
+        return run_reader(self._client(), name)
 
     def close(self) -> None:
         redis, self._redis = self._redis, None

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from arachne.queue import keys
 
@@ -80,6 +81,21 @@ class Stats:
             minute, _, stat = _s(field).partition("/")
             out.setdefault(int(minute), {})[stat] = int(value)
         return dict(sorted(out.items()))
+
+
+def run_reader(redis: Redis | None, campaign: str) -> Callable[[int], dict[str, int] | None]:
+    """``number -> that run's live counters``; None where Redis has none, is not there or
+    does not answer (callers then show the run's stored snapshot)."""
+
+    def read(number: int) -> dict[str, int] | None:
+        if redis is None:
+            return None
+        try:
+            return Stats(redis, campaign).get_run(number) or None
+        except (RedisError, OSError):
+            return None
+
+    return read
 
 
 def errors_by_reason(
