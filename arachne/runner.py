@@ -147,8 +147,10 @@ def run_campaign(
     with store.session() as session:
         set_status(session, name, "running")
     n_workers = workers or settings.workers
-    worker_procs = [_spawn(["worker"], env) for _ in range(n_workers)]
-    crawl = _spawn(["crawl", name], env)
+    # Spawned inside the try, each recorded as it starts: an interruption between two
+    # spawns must stop the children already running, not orphan them.
+    worker_procs: list[subprocess.Popen[bytes]] = []
+    crawl: subprocess.Popen[bytes] | None = None
     stats = st.Stats(redis, name, number)
     started = time.monotonic()
     crawl_rc: int | None = None
@@ -156,6 +158,9 @@ def run_campaign(
     deaths: list[float] = []  # when workers died, for the crash-loop guard
     status = "failed"
     try:
+        for _ in range(n_workers):
+            worker_procs.append(_spawn(["worker"], env))
+        crawl = _spawn(["crawl", name], env)
         while True:
             time.sleep(interval)
             if time.monotonic() - last_maintenance > 10:
@@ -197,7 +202,7 @@ def run_campaign(
     finally:
         # Together, under one deadline; one that will not stop in time is killed rather
         # than left running without its parent (and the embedded Valkey it needs).
-        _stop([crawl, *worker_procs])
+        _stop([p for p in (crawl, *worker_procs) if p is not None])
         # Whatever ended the run, the store says so and keeps the counters.
         live: dict[str, int] | None = None
         live_run: dict[str, int] | None = None

@@ -83,6 +83,18 @@ def queued_images(redis: Redis, name: str, run: int) -> set[str]:
     return urls
 
 
+def leftovers(env: dict[str, str]) -> list[int]:
+    """Arachne processes still running with this test's data dir (orphans)."""
+    mark = f"ARACHNE_DATA_DIR={env['ARACHNE_DATA_DIR']}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
 def wait_for(predicate: object, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -242,9 +254,10 @@ def test_every_starts_new_runs_with_known_bad_hosts_first(
         create(env, "every", site)
         proc = spawn(env, "run", "every", "--every", "1s", "--workers", "1")
         wait_for(lambda: redis_client.exists(keys.run_matched("every", 2)), timeout=120)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # as run 2 starts its workers and crawl
         _, err = proc.communicate(timeout=60)
     assert "next run of 'every'" in err, err[-2000:]
+    assert leftovers(env) == [], "no worker or crawl outlives an interrupted run"
     # Run 2 was told, before it crawled, which host served matches in run 1.
     assert redis_client.hgetall(keys.run_matched("every", 2)).keys() == {b"127.0.0.2"}
     summary = json.loads(arachne(env, "stats", "every", "--json").stdout)
