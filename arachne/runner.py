@@ -41,6 +41,8 @@ WORKER_DEATH_WINDOW = 60.0
 """Seconds over which worker deaths are counted by the crash-loop guard."""
 WORKER_DEATHS_MAX = 3
 """Deaths per worker slot within the window before `arachne run` gives up."""
+END_POLL = 0.2
+"""Seconds between checks whether the run is over (and its workers alive)."""
 
 
 class WorkerCrashLoop(ArachneError):
@@ -157,12 +159,16 @@ def run_campaign(
     last_maintenance = time.monotonic()
     deaths: list[float] = []  # when workers died, for the crash-loop guard
     status = "failed"
+    last_progress = 0.0
     try:
+        # The crawl first: workers have nothing to do before its first pages are in, and
+        # starting together they would slow its start on a small machine.
+        crawl = _spawn(["crawl", name], env)
         for _ in range(n_workers):
             worker_procs.append(_spawn(["worker"], env))
-        crawl = _spawn(["crawl", name], env)
         while True:
-            time.sleep(interval)
+            # The end is noticed within a fifth of a second; progress every ``interval``.
+            time.sleep(min(interval, END_POLL))
             if time.monotonic() - last_maintenance > 10:
                 maintain_queue(redis, settings)
                 last_maintenance = time.monotonic()
@@ -183,7 +189,8 @@ def run_campaign(
                             f"run `arachne worker` or `arachne run {name}` again"
                         )
                     worker_procs[i] = _spawn(["worker"], env)
-            if progress:
+            if progress and time.monotonic() - last_progress >= interval:
+                last_progress = time.monotonic()
                 progress(
                     {
                         "elapsed": time.monotonic() - started,
@@ -272,5 +279,10 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            print(
+                f"arachne: {' '.join(map(str, proc.args[3:]))} (pid {proc.pid}) did not stop "
+                f"within {timeout:.0f} s; killed",
+                file=sys.stderr,
+            )
             proc.kill()
             proc.wait()

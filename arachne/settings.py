@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # fetch + decode
     fetch_timeout: float = Field(20.0, gt=0)
     fetch_max_bytes: int = Field(25 * 1024 * 1024, ge=1024)
-    fetch_concurrency: int = Field(32, ge=1)
+    fetch_concurrency: int = Field(64, ge=1)
     allow_private_networks: bool = Field(
         False,
         description="Fetch images on loopback/private addresses (tests and the demo only): "

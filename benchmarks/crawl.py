@@ -1,6 +1,6 @@
 """Crawl speed (issue 8 §6), each part against a baseline measured in the same run.
 
-    .venv/bin/python -m benchmarks.crawl [--part pages|images|latency|all] [--quick]
+    .venv/bin/python -m benchmarks.crawl [--part pages|images|latency|queue|all] [--quick]
 
 pages: pages/s of one and two Arachne spider processes (shared Redis frontier, leases,
   cluster-wide politeness) against a plain Scrapy link-following spider, on 2,000
@@ -11,6 +11,8 @@ images: end to end, 1,000 pages with 5,000 images (5 a page, 640-1,600 px, JPEG/
   (the baseline) against ``arachne run`` with 2 workers, and Arachne's hash-only ceiling
   (2 processes hashing the same bytes with the workers' path).
 latency: the images part on 30 hosts answering in 100-400 ms.
+queue: what the queue adds per image (enqueue, rq, a forked work horse per batch) with a
+  no-op batch function, against the time one image takes to hash (benchmarks/queue_overhead.py).
 
 Rates are measured by the site (requests served between its first and last request), so
 process start-up is not counted; Arachne's wall-clock rate (``arachne run`` from start to
@@ -183,9 +185,37 @@ def images_part(
     }
 
 
+def queue_part(redis_url: str, tmp: str) -> dict[str, Any]:
+    from arachne.matcher.hashing import hash_image_bytes
+    from benchmarks.queue_overhead import measure
+
+    figures = measure(_env(redis_url, tmp), ROOT)
+    pictures = [p.data for p in site_pictures()]
+    hash_image_bytes(pictures[0], reference=False)  # warm up
+    started = time.perf_counter()
+    for data in pictures * 5:
+        hash_image_bytes(data, reference=False)
+    hash_ms = 1000 * (time.perf_counter() - started) / (5 * len(pictures))
+    overhead = figures["queue_overhead_ms_per_image"]
+    print_table(
+        [
+            ("per image", "ms", "of hashing"),
+            ("hashing one image (baseline)", f"{hash_ms:.2f}", "100%"),
+            ("queue: enqueue", f"{figures['queue_enqueue_ms_per_image']:.3f}",
+             f"{figures['queue_enqueue_ms_per_image'] / hash_ms:.1%}"),
+            ("queue: worker between batches", f"{figures['queue_worker_ms_per_image']:.3f}",
+             f"{figures['queue_worker_ms_per_image'] / hash_ms:.1%}"),
+            ("queue overhead (goal <= 0.5 ms)", f"{overhead:.3f}", f"{overhead / hash_ms:.1%}"),
+        ]
+    )  # fmt: skip
+    return {**figures, "hash_ms_per_image": round(hash_ms, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=["pages", "images", "latency", "all"], default="all")
+    parser.add_argument(
+        "--part", choices=["pages", "images", "latency", "queue", "all"], default="all"
+    )
     parser.add_argument("--quick", action="store_true", help="a fifth of the pages")
     args = parser.parse_args()
     scale = 5 if args.quick else 1
@@ -203,6 +233,8 @@ def main() -> None:
                 figures.update(images_part(url, tmp, 1000 // scale, 3, (0.0, 0.0), "images"))
             if args.part in ("latency", "all"):
                 figures.update(images_part(url, tmp, 400 // scale, 30, (0.1, 0.4), "latency"))
+            if args.part in ("queue", "all"):
+                figures.update(queue_part(url, tmp))
         finally:
             server.stop(timeout=15)
     print_result(figures)

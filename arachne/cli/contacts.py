@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import click
 
 from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
-from arachne.notices.contacts.bootstrap import IANA_BASE_URL
 
 
 @cli.group("contacts")
@@ -82,13 +81,13 @@ def resolve(ctx: Ctx, host: str, ip: str | None, as_json: bool) -> None:
 @contacts_group.command("update")
 @click.option(
     "--bootstrap-url",
-    default=IANA_BASE_URL,
-    show_default=True,
-    help="Folder URL holding ipv4.json, ipv6.json and dns.json.",
+    default=None,
+    help="Folder URL holding ipv4.json, ipv6.json and dns.json [default: IANA's, "
+    "https://data.iana.org/rdap/].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the new snapshot's details as JSON.")
 @pass_ctx
-def update(ctx: Ctx, bootstrap_url: str, as_json: bool) -> None:
+def update(ctx: Ctx, bootstrap_url: str | None, as_json: bool) -> None:
     """Refresh the RDAP bootstrap (which registry answers for which addresses and TLDs)
     into <data_dir>/rdap-bootstrap/, which the resolver then prefers over the snapshot
     shipped with Arachne (unless rdap_bootstrap is set). Needs network access; on failure
@@ -106,6 +105,8 @@ def update(ctx: Ctx, bootstrap_url: str, as_json: bool) -> None:
         user_agent=s.agent,
     )
     dest = s.data_dir / bootstrap.UPDATE_DIR
+    # Loaded here, not at import: the notices stage costs every CLI command half a second.
+    bootstrap_url = bootstrap_url or bootstrap.IANA_BASE_URL
     with operator_errors():
         today = datetime.now(UTC).date().isoformat()
         info = bootstrap.update(dest, bootstrap_url, http.get, today=today)

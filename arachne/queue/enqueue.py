@@ -49,6 +49,8 @@ INLINE_BATCH = 200
 
 
 class Enqueuer:
+    job_func = JOB_FUNC  # what runs a batch (benchmarks/crawl.py swaps in a no-op)
+
     def __init__(
         self,
         redis: Redis,
@@ -150,7 +152,7 @@ class Enqueuer:
             payload = [{"url": r.url, "page": r.page} for r in chunk]
             hosts = len({host_of(r.url) for r in chunk})
             self._submit(
-                JOB_FUNC,
+                self.job_func,
                 payload,
                 f"{self.campaign}: {len(chunk)} images from {hosts} host(s)",
                 [r.url for r in chunk],

@@ -15,10 +15,11 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -32,6 +33,8 @@ from arachne.settings import Settings
 from arachne.urls import host_of
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Headers worth keeping as evidence and for contact resolution (CDN detection).
 KEPT_HEADERS = (
@@ -194,11 +197,30 @@ class FetchConfig:
 
 
 async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResult]:
-    """Fetch every URL; results in input order.
+    """Fetch every URL; results in input order (see ``fetch_then``)."""
+    return await fetch_then(urls, config, _as_is)
 
-    The timeout runs per request from the moment it holds one of its host's slots: a batch
-    is grouped by host, so waiting for a slot must not count (it would turn a slow host's
-    batch into false "timeout" errors).
+
+async def _as_is(result: FetchResult) -> FetchResult:
+    return result
+
+
+async def fetch_then(
+    urls: Sequence[str],
+    config: FetchConfig,
+    then: Callable[[FetchResult], Awaitable[T]],
+    *,
+    held: int | None = None,
+) -> list[T]:
+    """Fetch every URL and hand each result to ``then`` as soon as it is in, while the
+    other fetches go on (a worker hashes the first images while the rest download);
+    ``then``'s values in input order.
+
+    At most ``held`` URLs (default twice the concurrency) are being fetched or waiting in
+    ``then`` at once: when ``then`` falls behind, fetching waits, so a batch never holds
+    more than that many bodies in memory. The timeout runs per request from the moment it
+    holds one of its host's slots: waiting for a slot must not count (it would turn a slow
+    host's batch into false "timeout" errors).
     """
     connector = aiohttp.TCPConnector(
         limit=config.concurrency,
@@ -214,12 +236,25 @@ async def fetch_many(urls: Sequence[str], config: FetchConfig) -> list[FetchResu
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(10, config.timeout))
     headers = {"User-Agent": config.user_agent, "Accept": "image/*,*/*;q=0.5"}
     slots: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(config.per_host))
+    budget = asyncio.Semaphore(held or 2 * config.concurrency)
 
-    async def one(url: str) -> FetchResult:
+    async def one(url: str) -> T:
+        # The host's slot first: a URL queued behind its busy host holds no budget that
+        # another host's URL could use. The budget is held until ``then`` is done.
         async with slots[_host_key(url)]:
-            if config.politeness is None:
-                return await _fetch_one(session, url, config)
-            return await _polite_fetch(session, url, config, config.politeness)
+            await budget.acquire()
+            try:
+                if config.politeness is None:
+                    result = await _fetch_one(session, url, config)
+                else:
+                    result = await _polite_fetch(session, url, config, config.politeness)
+            except BaseException:
+                budget.release()
+                raise
+        try:
+            return await then(result)  # the host's slot is free again meanwhile
+        finally:
+            budget.release()
 
     async with aiohttp.ClientSession(
         connector=connector,

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arachne.matcher.hashing import hash_image_bytes, hashes_from_json
+from arachne.matcher.hashing import ImageHashes, hash_image_bytes, hashes_from_json
 from arachne.matcher.index import LinearPDQIndex
 from arachne.matcher.match import Matcher
 from arachne.matcher.mih import LINEAR_BELOW
@@ -30,7 +31,7 @@ from arachne.queue import stats as st
 from arachne.queue.connection import image_queue, redis_from_settings
 from arachne.queue.enqueue import JOB_FUNC
 from arachne.queue.feedback import RunFeedback
-from arachne.queue.fetch import FetchConfig, fetch_many, retry_after_seconds
+from arachne.queue.fetch import FetchConfig, FetchResult, fetch_then, retry_after_seconds
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.hashlists import active_entries
@@ -266,9 +267,8 @@ def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> di
     pages = {str(r["url"]): r.get("page") for r in refs}
     attempts = {str(r["url"]): int(r.get("attempt", 0)) for r in refs}
 
-    fetched = asyncio.run(fetch_many(urls, ctx.fetch_config()))
     outcomes: list[ImageOutcome] = []
-    for res in fetched:
+    for res, hashes in asyncio.run(_fetch_and_hash(ctx, urls)):
         outcome = ImageOutcome(
             image_url=res.url,
             page_url=pages.get(res.url),
@@ -280,14 +280,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> di
             error=res.error,
             error_detail=res.detail,
         )
-        if res.content is not None:
-            hashes = hash_image_bytes(
-                res.content,
-                max_pixels=ctx.settings.max_image_pixels,
-                max_bytes=ctx.settings.fetch_max_bytes,
-                reference=False,  # the fast path: see benchmarks/hashing.py
-            )
-            res.content = None  # drop the bytes as soon as they are hashed
+        if hashes is not None:
             outcome.hashes = hashes
             outcome.error, outcome.error_detail = hashes.error, hashes.error_detail
             outcome.decisions = ctx.matcher.match(hashes)
@@ -310,6 +303,34 @@ def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> di
         counts[st.FETCH_RETRY] += len(retry)
     st.Stats(ctx.redis, campaign, run).inc_many(counts)
     return dict(counts)
+
+
+async def _fetch_and_hash(
+    ctx: WorkerContext, urls: list[str]
+) -> list[tuple[FetchResult, ImageHashes | None]]:
+    """Fetch the batch and hash each image as soon as it is in, on one thread beside the
+    fetching loop (decoding and numpy release the GIL): downloads overlap hashing instead
+    of the whole batch downloading first. The bytes are dropped once hashed."""
+    loop = asyncio.get_running_loop()
+    settings = ctx.settings
+
+    def hash_one(content: bytes) -> ImageHashes:
+        return hash_image_bytes(
+            content,
+            max_pixels=settings.max_image_pixels,
+            max_bytes=settings.fetch_max_bytes,
+            reference=False,  # the fast path: see benchmarks/hashing.py
+        )
+
+    with ThreadPoolExecutor(1, thread_name_prefix="arachne-hash") as pool:
+
+        async def hashed(res: FetchResult) -> tuple[FetchResult, ImageHashes | None]:
+            if res.content is None:
+                return res, None
+            content, res.content = res.content, None
+            return res, await loop.run_in_executor(pool, hash_one, content)
+
+        return await fetch_then(urls, ctx.fetch_config(), hashed)
 
 
 def process_inline(campaign: str, items: list[dict[str, Any]], run: int = 1) -> dict[str, int]:
