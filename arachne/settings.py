@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     # matching
     pdq_threshold: int = Field(31, ge=0, le=128)
     pdq_min_quality: int = Field(50, ge=0, le=100)
+    list_retract_max: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Share of a list's active entries one import may retract; an import "
+        "that would retract more (a truncated vendor file) is refused unless --force.",
+    )
 
     # notices: who gets them (notices/contacts/)
     contacts_file: Path | None = Field(

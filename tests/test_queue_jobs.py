@@ -17,6 +17,7 @@ from arachne.settings import Settings
 from arachne.store.campaigns import create_campaign
 from arachne.store.db import Store
 from arachne.store.hashlists import import_list
+from arachne.store.listversions import rollback
 from arachne.store.models import Image, Match, Sighting
 from tests.imageserver import make_image, serve
 
@@ -216,7 +217,7 @@ def test_list_updates_change_the_loaded_index_in_place(context: jobs.WorkerConte
 
     # v2 retracts the md5 and adds a sha256: applied in place, no rebuild.
     path.write_text(f"pdq {known.pdq}\nsha256 {other.sha256}\n")
-    import_list(context.store, "known", path)
+    import_list(context.store, "known", path, force=True)
     context.refresh_if_stale()
     assert context.reloads == 1 and context.matcher is matcher
     assert not matcher.exact.lookup("md5", known.md5)
@@ -225,13 +226,20 @@ def test_list_updates_change_the_loaded_index_in_place(context: jobs.WorkerConte
 
     # v3 restores the md5 (same entry row) and retracts the PDQ.
     path.write_text(f"md5 {known.md5}\nsha256 {other.sha256}\n")
-    import_list(context.store, "known", path)
+    import_list(context.store, "known", path, force=True)
     context.refresh_if_stale()
     assert context.reloads == 1
     assert [d.kind for d in matcher.match(known)] == ["exact"]
 
+    # Rolling back to v1 (md5 and PDQ, no sha256) is applied in place too.
+    rollback(context.store, "known", 1)
+    context.refresh_if_stale()
+    assert context.reloads == 1 and context.matcher is matcher
+    assert sorted(d.kind for d in matcher.match(known)) == ["exact", "near"]
+    assert not matcher.exact.lookup("sha256", other.sha256)
+
     # A new list threshold changes every entry's rule: that one is a full reload.
-    import_list(context.store, "known", path, threshold=10)
+    import_list(context.store, "known", path, threshold=10, force=True)
     context.refresh_if_stale()
     assert context.reloads == 2
 

@@ -113,6 +113,15 @@ def test_data_stored_by_the_first_schema_still_loads(backend: str, tmp_path: Pat
     # ... and the old list can be updated by today's importer (retracting the old entry).
     path = tmp_path / "v2.txt"
     path.write_text(f"md5 {'b' * 32}\n")
-    report = import_list(store, "old-list", path)
-    assert (report.added, report.retracted) == (1, 1)
+    report = import_list(store, "old-list", path, force=True)
+    assert (report.added, report.retracted, report.version) == (1, 1, 2)
+    # The migration made the list's state then its version 1, which a rollback restores.
+    from arachne.store.listversions import history, rollback
+
+    first, second = history(store, "old-list")
+    assert (first["action"], first["counts"]["active"]) == ("import", {"md5": 1})
+    assert second["forced"] and second["source_sha256"] is not None
+    assert rollback(store, "old-list", 1).counts["retracted"] == 1
+    (summary,) = list_summaries(store)
+    assert summary["active"] == {"md5": 1}
     store.dispose()

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from arachne.errors import ListFormatError
 from arachne.store.db import Store
 from arachne.store.hashlists import active_entries, import_list, list_summaries
+from arachne.store.listversions import ListChangeRefused
 from arachne.store.models import HashEntry, HashList
 from tests.conftest import open_test_store
 
@@ -162,7 +163,7 @@ def test_reimport_newer_version_adds_retracts_restores(store: Store, tmp_path: P
     import_list(store, "known", write(tmp_path / "v1.txt", [a, b, c]))
     ids_v1 = {k: e.id for k, e in stored(store, "known").items()}
 
-    report = import_list(store, "known", write(tmp_path / "v2.txt", [b, c, d]))
+    report = import_list(store, "known", write(tmp_path / "v2.txt", [b, c, d]), force=True)
     assert (report.added, report.retracted, report.unchanged) == (1, 1, 2)
     assert report.by_kind == {"md5": 3}
     entries = stored(store, "known")
@@ -170,7 +171,7 @@ def test_reimport_newer_version_adds_retracts_restores(store: Store, tmp_path: P
     assert active_keys(store, "known") == {("md5", h("md5", s)) for s in "bcd"}
 
     # v3 brings a back: the same row is restored, not a second one inserted.
-    report = import_list(store, "known", write(tmp_path / "v3.txt", [a, d]))
+    report = import_list(store, "known", write(tmp_path / "v3.txt", [a, d]), force=True)
     assert (report.added, report.retracted, report.unchanged) == (1, 2, 1)
     entries = stored(store, "known")
     assert entries["md5", h("md5", "a")].id == ids_v1["md5", h("md5", "a")]
@@ -196,7 +197,11 @@ def test_reimport_updates_metadata_of_unchanged_entries(store: Store, tmp_path: 
 
 def test_reimport_to_an_empty_version_retracts_everything(store: Store, tmp_path: Path) -> None:
     import_list(store, "l", write(tmp_path / "v1.txt", [f"md5 {h('md5', 'a')}"]))
-    report = import_list(store, "l", write(tmp_path / "v2.txt", ["# emptied"]))
+    emptied = write(tmp_path / "v2.txt", ["# emptied"])
+    with pytest.raises(ListChangeRefused, match="holds no entries"):
+        import_list(store, "l", emptied)  # an empty file is refused unless forced
+    assert active_keys(store, "l") == {("md5", h("md5", "a"))}
+    report = import_list(store, "l", emptied, force=True)
     assert (report.added, report.retracted, report.by_kind) == (0, 1, {})
 
 
@@ -204,7 +209,7 @@ def test_lists_are_independent(store: Store, tmp_path: Path) -> None:
     shared = f"md5 {h('md5', 'shared')}"
     import_list(store, "one", write(tmp_path / "one.txt", [shared]))
     import_list(store, "two", write(tmp_path / "two.txt", [shared]))
-    import_list(store, "one", write(tmp_path / "one-v2.txt", []))
+    import_list(store, "one", write(tmp_path / "one-v2.txt", []), force=True)
     assert active_keys(store, "one") == set()
     assert active_keys(store, "two") == {("md5", h("md5", "shared"))}
 
@@ -224,7 +229,7 @@ def test_list_threshold_kept_unless_given(store: Store, tmp_path: Path) -> None:
 def test_list_summaries_counts_and_never_hash_values(store: Store, tmp_path: Path) -> None:
     values = [f"md5 {h('md5', str(i))}" for i in range(5)] + [f"pdq {h('pdq', 'p')}"]
     import_list(store, "b-list", write(tmp_path / "b1.txt", values), threshold=30)
-    import_list(store, "b-list", write(tmp_path / "b2.txt", values[2:]))
+    import_list(store, "b-list", write(tmp_path / "b2.txt", values[2:]), force=True)
     import_list(store, "a-list", write(tmp_path / "a.csv", ["sha1", h("sha1", "s")]))
 
     summaries = list_summaries(store)
@@ -264,7 +269,7 @@ def test_active_entries_streams_thresholds_and_skips_retracted(
     )
     import_list(store, "without", write(tmp_path / "wo.txt", [f"pdq {p3}", f"md5 {m}"]))
     import_list(store, "gone", write(tmp_path / "g1.txt", [f"md5 {h('md5', 'gone')}"]))
-    import_list(store, "gone", write(tmp_path / "g2.txt", []))
+    import_list(store, "gone", write(tmp_path / "g2.txt", []), force=True)
 
     with store.session() as session:
         rows = list(active_entries(session))
@@ -291,7 +296,9 @@ def test_thousand_entry_import_and_update(store: Store, tmp_path: Path) -> None:
     assert (report.added, report.by_kind) == (1000, {"pdq": 1000})
 
     second = first[250:] + [f"md5 {rng.getrandbits(128):032x}" for _ in range(100)]
-    report = import_list(store, "big", write(tmp_path / "big2.txt", second))
+    report = import_list(
+        store, "big", write(tmp_path / "big2.txt", second), max_retract_share=0.25
+    )  # 250 of 1,000 retracted: allowed by a raised limit
     assert (report.added, report.retracted, report.unchanged) == (100, 250, 750)
     assert report.by_kind == {"pdq": 750, "md5": 100}
     with store.session() as session:

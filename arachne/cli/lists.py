@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -66,6 +67,12 @@ def lists_group(cctx: click.Context, ctx: Ctx, as_json: bool) -> None:
     help="Import only entries of this category (repeatable), e.g. the CSAM categories of a "
     "VICS export; default: every entry.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Import even a file with no entries, or one that retracts more than "
+    "ARACHNE_LIST_RETRACT_MAX (default 20%) of the list's active entries.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 def lists_import(
@@ -76,6 +83,7 @@ def lists_import(
     kind: str | None,
     threshold: int | None,
     categories: tuple[str, ...],
+    force: bool,
     as_json: bool,
 ) -> None:
     """Import a hash list: VICS JSON (Project VIC), NCMEC hash-sharing XML, CSV with a
@@ -85,6 +93,11 @@ def lists_import(
     Re-importing a whole list (text, CSV, VICS) under the same name adds new entries and
     retracts missing ones; an NCMEC file is a delta: it adds what it lists and retracts
     what it deletes. Hashes Arachne cannot match (PhotoDNA, video) are counted, not stored.
+
+    A file with no entries, or one that would retract more than a fifth of the list
+    (ARACHNE_LIST_RETRACT_MAX), is refused unless --force: vendor files arrive truncated.
+    Every import is a numbered version (`arachne lists history NAME`) that
+    `arachne lists rollback` can undo.
     """
 
     from arachne.store.db import Store
@@ -99,11 +112,15 @@ def lists_import(
             kind=kind,
             threshold=threshold,
             categories=categories or None,
+            force=force,
+            max_retract_share=ctx.settings.list_retract_max,
         )
     data = {
         "name": report.name,
+        "version": report.version,
         "format": report.format,
         "added": report.added,
+        "updated": report.updated,
         "retracted": report.retracted,
         "unchanged": report.unchanged,
         "active": report.by_kind,
@@ -114,11 +131,114 @@ def lists_import(
     else:
         kinds = ", ".join(f"{k} {n}" for k, n in report.by_kind.items())
         click.echo(
-            f"imported list {name!r} ({report.format}): {report.added} added, "
-            f"{report.retracted} retracted, {report.unchanged} unchanged; active: {kinds}"
+            f"imported list {name!r} version {report.version} ({report.format}): "
+            f"{report.added} added, {report.updated} updated, {report.retracted} retracted, "
+            f"{report.unchanged} unchanged; active: {kinds or 'none'}"
         )
         if report.skipped:
             parts = ", ".join(f"{n} {kind}" for kind, n in report.skipped.items())
             click.echo(
                 f"skipped {parts} hashes: Arachne cannot match them, so they were not stored"
             )
+
+
+@lists_group.command("history")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_ctx
+def lists_history(ctx: Ctx, name: str, as_json: bool) -> None:
+    """Every version of list NAME: when, what (import, retract, rollback, delete), by whom,
+    the counts, and an import's source file with its SHA-256."""
+    from arachne.store.db import Store
+    from arachne.store.listversions import history
+
+    with operator_errors():
+        versions = history(Store.open(ctx.settings), name)
+    if as_json:
+        echo_json(versions)
+        return
+    for v in versions:
+        c = v["counts"]
+        active = sum((c.get("active") or {}).values())
+        forced = " (forced)" if v["forced"] else ""
+        what = v["action"] + (f" {v['note']}" if v["note"] and v["action"] != "import" else "")
+        click.echo(
+            f"v{v['version']:<4} {v['at'][:19]}  {what}{forced}: +{c.get('added', 0)} "
+            f"~{c.get('updated', 0)} -{c.get('retracted', 0)}, active {active}"
+        )
+        if v["source"]:
+            sha = f"  sha256 {v['source_sha256']}" if v["source_sha256"] else ""
+            click.echo(f"      {v['source']}{sha}")
+
+
+@lists_group.command("rollback")
+@click.argument("name")
+@click.option("--to", "to", type=int, required=True, help="The version to go back to.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+def lists_rollback(ctx: Ctx, name: str, to: int, as_json: bool) -> None:
+    """Restore list NAME to its state at version --to (which entries are active, their
+    categories, ids and thresholds). The rollback is itself a new version, so it can be
+    undone the same way."""
+    from arachne.store.db import Store
+    from arachne.store.listversions import rollback
+
+    with operator_errors():
+        report = rollback(Store.open(ctx.settings), name, to)
+    _print_change(report, as_json)
+
+
+@lists_group.command("retract")
+@click.argument("name")
+@click.option(
+    "--id",
+    "ids",
+    multiple=True,
+    required=True,
+    help="External (vendor) id of an entry to retract; repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+def lists_retract(ctx: Ctx, name: str, ids: tuple[str, ...], as_json: bool) -> None:
+    """Retract the entries of list NAME with these ids: they stop matching at once (workers
+    pick the change up with their next batch); past matches keep their evidence."""
+    from arachne.store.db import Store
+    from arachne.store.listversions import retract_ids
+
+    with operator_errors():
+        report = retract_ids(Store.open(ctx.settings), name, ids)
+    _print_change(report, as_json)
+    unknown = report.counts.get("unknown_ids") or []
+    if unknown and not as_json:
+        click.echo(f"not in the list (ignored): {', '.join(unknown)}", err=True)
+
+
+@lists_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+def lists_delete(ctx: Ctx, name: str, yes: bool, as_json: bool) -> None:
+    """Delete list NAME: every entry stops matching and the list is no longer shown.
+    Its rows stay for the evidence of past matches; importing NAME again brings it back."""
+    from arachne.store.db import Store
+    from arachne.store.listversions import delete_list
+
+    if not yes:
+        click.confirm(f"Delete list {name!r}? Its entries stop matching", abort=True)
+    with operator_errors():
+        report = delete_list(Store.open(ctx.settings), name)
+    _print_change(report, as_json)
+
+
+def _print_change(report: Any, as_json: bool) -> None:
+    c = report.counts
+    if as_json:
+        echo_json({"name": report.name, "version": report.version, "action": report.action, **c})
+        return
+    active = ", ".join(f"{k} {n}" for k, n in (c.get("active") or {}).items()) or "none"
+    click.echo(
+        f"list {report.name!r} version {report.version} ({report.action}): "
+        f"{c.get('added', 0)} restored, {c.get('updated', 0)} updated, "
+        f"{c.get('retracted', 0)} retracted; active: {active}"
+    )

@@ -14,6 +14,7 @@ its removals by hash, or by the list's item id (``external_id``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,13 +22,22 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from arachne.matcher.lists import parse_list
 from arachne.matcher.lists.base import ParsedList, check_threshold
 from arachne.store.db import Store
-from arachne.store.models import HashChange, HashEntry, HashList, utcnow
+from arachne.store.listversions import (
+    CLI_ACTOR,
+    ListChangeRefused,
+    State,
+    finish_version,
+    log_changes,
+    new_version,
+    set_deleted_at,
+)
+from arachne.store.models import HashEntry, HashList, utcnow
 
 _ENTRIES = HashEntry.__table__
 # Rows per INSERT executemany batch, ids per ``IN (...)`` list: well under SQLite's
@@ -56,6 +66,8 @@ class ImportReport:
     unchanged: int
     by_kind: dict[str, int]
     skipped: dict[str, int] = field(default_factory=dict)
+    updated: int = 0  # active before and after, with a new category, id or threshold
+    version: int = 0
 
     @property
     def active(self) -> int:
@@ -77,6 +89,9 @@ def import_list(
     threshold: int | None = None,
     source: str | None = None,
     categories: Iterable[str] | None = None,
+    force: bool = False,
+    max_retract_share: float = 0.2,
+    actor: str = CLI_ACTOR,
 ) -> ImportReport:
     """Import (or update) list ``name`` from ``path``; see the module docstring.
 
@@ -86,6 +101,11 @@ def import_list(
     ``threshold`` is the list's PDQ distance (None keeps the stored one, or the global
     default for a new list). ``source`` says where the list came from (default: the path).
     Raises ListFormatError, before writing anything, when the file is malformed.
+
+    Unless ``force``, an import is refused (ListChangeRefused, nothing written) when the
+    file holds no entries at all, or when it would retract more than ``max_retract_share``
+    of the list's active entries: an empty or truncated vendor file must not silently
+    empty a list. Every import is the list's next version (store/listversions.py).
     """
     if threshold is not None:
         check_threshold(threshold)
@@ -97,6 +117,13 @@ def import_list(
             parsed,
             entries=[e for e in parsed.entries if (e.category or "").lower() in wanted],
         )
+    if not force and not (parsed.entries or parsed.retractions or parsed.retracted_ids):
+        raise ListChangeRefused(
+            f"{path} holds no entries Arachne can store"
+            + (" of the chosen categories" if categories is not None else "")
+            + f"; list {name!r} is unchanged (use --force to import it anyway)"
+        )
+    digest = _sha256(path)
     now = utcnow()
     with store.session() as session:
         if session.get_bind().dialect.name == "postgresql":
@@ -104,11 +131,58 @@ def import_list(
             # refresh ("everything above the last id I saw") relies on.
             session.execute(select(func.pg_advisory_xact_lock(_IMPORT_LOCK)))
         hash_list = _upsert_list(session, name, parsed.format, threshold, source or str(path), now)
-        added, retracted, unchanged = _apply(session, hash_list.id, parsed, now)
-        by_kind = _active_by_kind(session, hash_list.id)
+        version = new_version(
+            session,
+            hash_list,
+            "import",
+            actor=actor,
+            now=now,
+            format=parsed.format,
+            source=source or str(path),
+            source_sha256=digest,
+            forced=force,
+        )
+        plan = _plan(session, hash_list.id, parsed)
+        # Only a whole-list file retracts by omission; a delta names what it withdraws.
+        if not force and parsed.snapshot and plan.retract_ids:
+            share = len(plan.retract_ids) / max(1, plan.active_before)
+            if share > max_retract_share:
+                raise ListChangeRefused(
+                    f"importing {path} would retract {len(plan.retract_ids)} of the "
+                    f"{plan.active_before} active entries of list {name!r} ({share:.0%}, more "
+                    f"than the {max_retract_share:.0%} allowed): is the file truncated? "
+                    "Nothing was changed; use --force if the retraction is intended"
+                )
+        _write(session, hash_list.id, plan, version.id, version.number, now)
+        counts = {
+            "added": plan.added,
+            "updated": len(plan.metadata),
+            "retracted": len(plan.retract_ids),
+            "unchanged": plan.unchanged,
+            "skipped": dict(parsed.skipped),
+        }
+        finish_version(session, hash_list, version, counts)
+        by_kind = dict(version.counts["active"])
+        number = version.number
     return ImportReport(
-        name, parsed.format, added, retracted, unchanged, by_kind, dict(parsed.skipped)
+        name,
+        parsed.format,
+        plan.added,
+        len(plan.retract_ids),
+        plan.unchanged,
+        by_kind,
+        dict(parsed.skipped),
+        updated=len(plan.metadata),
+        version=number,
     )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _upsert_list(
@@ -136,6 +210,7 @@ def _upsert_list(
         hash_list.format = format
         hash_list.source = source
         hash_list.updated_at = now
+        hash_list.deleted_at = None  # importing a deleted list's name brings it back
         if threshold is not None:
             hash_list.threshold = threshold
     session.flush()
@@ -162,12 +237,28 @@ def _load_existing(session: Session, list_id: int) -> dict[tuple[str, str], _Exi
     }
 
 
-def _apply(
-    session: Session, list_id: int, parsed: ParsedList, now: datetime
-) -> tuple[int, int, int]:
-    """Diff the parsed file against the stored list and write the difference."""
+@dataclass
+class _Plan:
+    """What an import changes, computed before anything is written (so it can be refused)."""
+
+    new_rows: list[tuple[Any, ...]]
+    restore_ids: list[int]
+    retract_ids: list[int]
+    metadata: list[dict[str, Any]]
+    befores: dict[int, State]  # each changed entry's state before the import
+    unchanged: int
+    active_before: int
+
+    @property
+    def added(self) -> int:
+        return len(self.new_rows) + len(self.restore_ids)
+
+
+def _plan(session: Session, list_id: int, parsed: ParsedList) -> _Plan:
+    """Diff the parsed file against the stored list."""
     # Matched entries are popped, so what is left afterwards is what the file lacks.
     existing = _load_existing(session, list_id)
+    active_before = sum(1 for _id, deleted, _meta in existing.values() if not deleted)
     # A delta file that both lists and retracts a hash (or an item id) means it is gone:
     # retraction wins.
     withdrawn = {entry.key for entry in parsed.retractions}
@@ -177,23 +268,25 @@ def _apply(
         entries = [
             e for e in entries if e.key not in withdrawn and e.external_id not in withdrawn_ids
         ]
-    added_at = _db_value(session, _ENTRIES.c.added_at, now)
     new_rows: list[tuple[Any, ...]] = []
     restore_ids: list[int] = []
     metadata: list[dict[str, Any]] = []
+    befores: dict[int, State] = {}
     unchanged = 0
     for entry in entries:
         meta = (entry.category, entry.external_id, entry.threshold)
         old = existing.pop((entry.kind, entry.value), None)
         if old is None:
-            new_rows.append((list_id, entry.kind, entry.value, *meta, added_at))
+            new_rows.append((list_id, entry.kind, entry.value, *meta))
             continue
         entry_id, deleted, old_meta = old
         if deleted:
             restore_ids.append(entry_id)
+            befores[entry_id] = (True, old_meta)
         else:
             unchanged += 1
         if old_meta != meta:
+            befores[entry_id] = (deleted, old_meta)
             metadata.append(
                 {"_id": entry_id, "category": meta[0], "external_id": meta[1], "threshold": meta[2]}
             )
@@ -208,9 +301,18 @@ def _apply(
             gone += [old for old in existing.values() if old[2][1] in withdrawn_ids]
     # One id per entry: a hash may be withdrawn both by value and by item id.
     retract_ids = list({entry_id: None for entry_id, deleted, _meta in gone if not deleted})
+    for entry_id, _deleted, meta in gone:
+        if entry_id in retract_ids:
+            befores[entry_id] = (False, meta)
+    return _Plan(new_rows, restore_ids, retract_ids, metadata, befores, unchanged, active_before)
 
-    _insert_rows(session, new_rows)
-    for chunk in _chunks(metadata, _INSERT_CHUNK):
+
+def _write(
+    session: Session, list_id: int, plan: _Plan, version_id: int, number: int, now: datetime
+) -> None:
+    added_at = _db_value(session, _ENTRIES.c.added_at, now)
+    _insert_rows(session, [(*row, added_at, number) for row in plan.new_rows])
+    for chunk in _chunks(plan.metadata, _INSERT_CHUNK):
         session.execute(
             update(_ENTRIES)
             .where(_ENTRIES.c.id == bindparam("_id"))
@@ -221,14 +323,21 @@ def _apply(
             ),
             chunk,
         )
-    _set_deleted_at(session, restore_ids, None)
-    _set_deleted_at(session, retract_ids, now)
-    _log_changes(session, [*restore_ids, *retract_ids, *(m["_id"] for m in metadata)], now)
-    added = len(new_rows) + len(restore_ids)
-    return added, len(retract_ids), unchanged
+    set_deleted_at(session, plan.restore_ids, None)
+    set_deleted_at(session, plan.retract_ids, now)
+    log_changes(session, version_id, plan.befores.items(), now)
 
 
-_INSERT_COLUMNS = ("list_id", "kind", "value", "category", "external_id", "threshold", "added_at")
+_INSERT_COLUMNS = (
+    "list_id",
+    "kind",
+    "value",
+    "category",
+    "external_id",
+    "threshold",
+    "added_at",
+    "version",
+)
 
 
 def _db_value(session: Session, column: Any, value: Any) -> Any:
@@ -272,35 +381,17 @@ def _insert_rows(session: Session, rows: list[tuple[Any, ...]]) -> None:
         connection.exec_driver_sql(sql, list(chunk))
 
 
-def _log_changes(session: Session, entry_ids: list[int], now: datetime) -> None:
-    """One hash_changes row per existing entry whose state changed (see models.HashChange)."""
-    for chunk in _chunks(sorted(set(entry_ids)), _INSERT_CHUNK):
-        session.execute(insert(HashChange), [{"entry_id": i, "at": now} for i in chunk])
-
-
-def _set_deleted_at(session: Session, ids: list[int], value: datetime | None) -> None:
-    for chunk in _chunks(ids, _ID_CHUNK):
-        session.execute(update(_ENTRIES).where(_ENTRIES.c.id.in_(chunk)).values(deleted_at=value))
-
-
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def _active_by_kind(session: Session, list_id: int) -> dict[str, int]:
-    rows = session.execute(
-        select(_ENTRIES.c.kind, func.count())
-        .where(_ENTRIES.c.list_id == list_id, _ENTRIES.c.deleted_at.is_(None))
-        .group_by(_ENTRIES.c.kind)
-    )
-    return {kind: int(count) for kind, count in rows}
-
-
 def list_summaries(store: Store) -> list[dict[str, Any]]:
     """One dict per list, by name: metadata and counts, never a hash value."""
     with store.session() as session:
-        lists = session.scalars(select(HashList).order_by(HashList.name)).all()
+        lists = session.scalars(
+            select(HashList).where(HashList.deleted_at.is_(None)).order_by(HashList.name)
+        ).all()
         active: dict[int, dict[str, int]] = {}
         for list_id, kind, count in session.execute(
             select(_ENTRIES.c.list_id, _ENTRIES.c.kind, func.count())

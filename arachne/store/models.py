@@ -131,6 +131,30 @@ class HashList(Base):
     threshold: Mapped[int | None] = mapped_column(Integer)  # PDQ distance; None = default
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # `arachne lists delete`: every entry retracted, the list hidden; rows stay so past
+    # matches keep their evidence, and importing the name again brings the list back.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class HashListVersion(Base):
+    """One change of a list (import, retraction, rollback, deletion): numbered per list,
+    with its counts and, for an import, the source file's SHA-256 (store/listversions.py)."""
+
+    __tablename__ = "hash_list_versions"
+    __table_args__ = (UniqueConstraint("list_id", "number", name="uq_list_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("hash_lists.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    action: Mapped[str] = mapped_column(String(16))  # import | retract | rollback | delete
+    actor: Mapped[str | None] = mapped_column(String(100))
+    format: Mapped[str | None] = mapped_column(String(32))
+    source: Mapped[str | None] = mapped_column(Text)
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class HashEntry(Base):
@@ -149,6 +173,7 @@ class HashEntry(Base):
     threshold: Mapped[int | None] = mapped_column(Integer)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int | None] = mapped_column(Integer)  # list version that first added it
 
     hash_list: Mapped[HashList] = relationship()
 
@@ -163,6 +188,13 @@ class HashChange(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("hash_entries.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The list version that made the change and the entry's state just before it: a
+    # rollback restores the state before the first change after the version it goes to.
+    version_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    was_deleted: Mapped[bool | None] = mapped_column(Boolean)
+    old_category: Mapped[str | None] = mapped_column(String(64))
+    old_external_id: Mapped[str | None] = mapped_column(String(200))
+    old_threshold: Mapped[int | None] = mapped_column(Integer)
 
 
 class Match(Base):
