@@ -24,6 +24,7 @@ from arachne.crawler.extract import (
     srcset_urls,
 )
 from arachne.crawler.extract.datauri import DataURIError
+from arachne.crawler.extract.urls import absolute
 from arachne.crawler.scope import (
     MAX_PATH_SEGMENTS,
     MAX_QUERY_PARAMS,
@@ -737,3 +738,46 @@ def test_one_malformed_url_costs_only_itself() -> None:
         "http://site.example/ok.jpg"
     ]
     assert extract_links(html, "http://site.example/") == ["http://site.example/next.html"]
+
+
+def test_the_fast_url_path_agrees_with_w3lib() -> None:
+    """``absolute`` skips ``safe_url_string`` for URLs it would return unchanged: on random
+    URLs full of characters it re-quotes, it must give what w3lib alone gives."""
+    import random
+    import string
+    from urllib.parse import urljoin, urlsplit
+
+    from w3lib.url import safe_url_string
+
+    def reference(base: str, raw: str) -> str | None:  # absolute() before the fast path
+        raw = raw.strip()
+        if not raw or raw.startswith("#") or raw[:5].lower() == "data:":
+            return None
+        try:
+            url = safe_url_string(urljoin(base, raw)).split("#", 1)[0]
+            scheme = urlsplit(url).scheme
+        except ValueError:
+            return None
+        return url if scheme in ("http", "https") else None
+
+    rng = random.Random(1)
+    alphabet = string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%^`{}|\\\" <>é"
+    starts = ["http://ex.com/", "HTTP://EX.com/", "https://a_b.Ex.com:8080", "http://ex.com:"]
+    starts += ["http://u:p@ex.com", "https://ex.com?", "http://ex.com:0080/", "http://[::1]:80/"]
+    starts += ["", "/", "../", "?", "//cdn.example", "http://ex.com:99999/"]
+    raws = [
+        rng.choice(starts) + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        for _ in range(50_000)
+    ]
+    base = "http://site.example/dir/page.html"
+    assert [r for r in raws if absolute(base, r) != reference(base, r)] == []
+    assert absolute(base, "/p/1.html?a=1&b=2") == "http://site.example/p/1.html?a=1&b=2"
+
+
+def test_a_query_only_link_is_resolved_before_its_path_is_judged() -> None:
+    html = '<a href="?size=2">bigger</a><a href="/page.html">page</a><a href="x.PNG#f">x</a>'
+    found = dict(extract_images(html, "http://ex.com/pics/cat.jpg"))
+    assert found == {
+        "http://ex.com/pics/cat.jpg?size=2": "link",
+        "http://ex.com/pics/x.PNG": "link",
+    }

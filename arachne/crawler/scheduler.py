@@ -68,7 +68,7 @@ TRIES_META = "arachne_tries"
 
 ADD_BUFFER = 200
 """Links buffered before one round trip writes them to the frontier."""
-TICK_SECONDS = 0.2
+TICK_SECONDS = 0.05
 """How often the scheduler refills from the frontier, renews leases, checks for the end."""
 EMPTY_BACKOFF = 0.05
 """Seconds between lease calls while the frontier has nothing ready for this process."""
@@ -308,9 +308,10 @@ class FrontierScheduler:
     def _refill(self) -> list[Request]:
         if self._control is not None:  # paused or cancelled: no new requests
             return []
-        if time.monotonic() - self._last_empty < EMPTY_BACKOFF:
+        # Links just found may be the only work left (the end of a crawl): written first,
+        # they are leased now rather than at the next tick.
+        if not self._flush_adds() and time.monotonic() - self._last_empty < EMPTY_BACKOFF:
             return []
-        self._flush_adds()
         # Only what the downloader can start now: a lease parked here holds its host's
         # slot, which another spider process could be using.
         engine = self.crawler.engine
@@ -337,12 +338,13 @@ class FrontierScheduler:
         if nextcall is not None:
             nextcall.schedule()
 
-    def _flush_adds(self) -> None:
+    def _flush_adds(self) -> int:
+        """Write the buffered links to the frontier; how many were new."""
         if self._control == "cancelled":  # its frontier is gone: nothing goes back in
             self._adds.clear()
-            return
+            return 0
         if not self._adds:
-            return
+            return 0
         adds, self._adds = self._adds, []
         result = self.frontier.add(adds)
         self._drained = self._drained and not result.added
@@ -350,6 +352,7 @@ class FrontierScheduler:
         self._inc("arachne/frontier/duplicate", result.duplicate)
         self._inc("arachne/frontier/capped", result.capped)
         self._inc("arachne/frontier/capped_host", result.capped_host)
+        return result.added
 
     def _inc(self, key: str, n: int) -> None:
         if n and self.crawler.stats is not None:

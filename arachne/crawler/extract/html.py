@@ -9,7 +9,13 @@ from w3lib.html import get_base_url
 
 from arachne.crawler.extract.css import css_imports, css_urls
 from arachne.crawler.extract.jsonld import jsonld_images
-from arachne.crawler.extract.urls import absolute, is_data_uri, is_image_path, srcset_urls
+from arachne.crawler.extract.urls import (
+    IMAGE_EXTENSIONS,
+    absolute,
+    is_data_uri,
+    is_image_path,
+    srcset_urls,
+)
 
 _LAZY_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
 _LAZY_SRCSETS = ("data-srcset", "data-lazy-srcset", "data-original-set")
@@ -22,6 +28,7 @@ _ICON_RELS = frozenset(
     {"icon", "apple-touch-icon", "apple-touch-icon-precomposed", "image_src", "mask-icon"}
 )
 _MAX_NOSCRIPT_DEPTH = 2
+IMAGE_SUFFIXES = tuple(IMAGE_EXTENSIONS)
 
 Add = Callable[[str | None, str], None]
 
@@ -94,11 +101,17 @@ def _collect(sel: Selector, add: Add, noscript_depth: int = 0) -> None:
 
 
 def _links_to_images(sel: Selector, base: str) -> list[str]:
-    return [
-        url
-        for url in (absolute(base, h) for h in sel.xpath("//a/@href").getall())
-        if url and is_image_path(url)
-    ]
+    # Most links lead to pages: a cheap look at the raw path first, resolving only those
+    # that end like an image (resolving never changes how a path ends).
+    hrefs = [h for h in sel.xpath("//a/@href").getall() if _ends_like_image(h)]
+    return [url for url in (absolute(base, h) for h in hrefs) if url and is_image_path(url)]
+
+
+def _ends_like_image(raw: str) -> bool:
+    raw = raw.strip()
+    if raw.startswith("?"):
+        return True  # the page's own path with another query: resolved to know
+    return raw.split("#", 1)[0].split("?", 1)[0].lower().endswith(IMAGE_SUFFIXES)
 
 
 def extract_images(html: str | Selector, page_url: str) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urljoin, urlsplit
 
 from w3lib.url import safe_url_string
@@ -55,8 +56,26 @@ def absolute(base: str, raw: str) -> str | None:
     if not raw or raw.startswith("#") or is_data_uri(raw):
         return None
     try:
-        url = safe_url_string(urljoin(base, raw)).split("#", 1)[0]
-        scheme = urlsplit(url).scheme
+        url = _safe(urljoin(base, raw))
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises for a port out of range, as safe_url_string does
     except ValueError:  # "http://[bad", port out of range: skip this URL, not the page
         return None
-    return url if scheme in ("http", "https") else None
+    return url if parts.scheme in ("http", "https") else None
+
+
+# URLs ``safe_url_string`` returns unchanged: lower-case http(s) host, a port if any, and a
+# path of characters it never re-quotes (or valid escapes). Anything else takes its path.
+_SAFE = re.compile(
+    r"https?://[a-z0-9\-._]+(?::[1-9][0-9]{0,4})?"
+    r"(?:/(?:[A-Za-z0-9\-._~:/?@!$&()*+,;=]|%[0-9A-Fa-f]{2})*)?"
+)
+
+
+def _safe(url: str) -> str:
+    """``safe_url_string(url)`` without its fragment. Most links on a page are plain ASCII
+    that it would return unchanged: those skip its parse and re-quote (5 µs a link, the
+    crawler's largest single cost per page); a test checks both agree."""
+    if "#" not in url and not url.endswith("?") and _SAFE.fullmatch(url):
+        return url
+    return safe_url_string(url).split("#", 1)[0]
