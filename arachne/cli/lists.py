@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,12 @@ def lists_group(cctx: click.Context, ctx: Ctx, as_json: bool) -> None:
     help="Import even a file with no entries, or one that retracts more than "
     "ARACHNE_LIST_RETRACT_MAX (default 20%) of the list's active entries.",
 )
+@click.option(
+    "--no-rematch",
+    is_flag=True,
+    help="Do not match the new and changed entries against the images already stored "
+    "(`arachne rematch` does it later).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 def lists_import(
@@ -84,6 +91,7 @@ def lists_import(
     threshold: int | None,
     categories: tuple[str, ...],
     force: bool,
+    no_rematch: bool,
     as_json: bool,
 ) -> None:
     """Import a hash list: VICS JSON (Project VIC), NCMEC hash-sharing XML, CSV with a
@@ -97,7 +105,8 @@ def lists_import(
     A file with no entries, or one that would retract more than a fifth of the list
     (ARACHNE_LIST_RETRACT_MAX), is refused unless --force: vendor files arrive truncated.
     Every import is a numbered version (`arachne lists history NAME`) that
-    `arachne lists rollback` can undo.
+    `arachne lists rollback` can undo. New and changed entries are then matched against
+    every image already stored, on the workers (see `arachne rematch`).
     """
 
     from arachne.store.db import Store
@@ -126,6 +135,8 @@ def lists_import(
         "active": report.by_kind,
         "skipped": report.skipped,
     }
+    if not no_rematch and (report.added or report.updated):
+        data["rematch"] = _queue_rematch(ctx, name, report.version, quiet=as_json)
     if as_json:
         echo_json(data)
     else:
@@ -242,3 +253,83 @@ def _print_change(report: Any, as_json: bool) -> None:
         f"{c.get('added', 0)} restored, {c.get('updated', 0)} updated, "
         f"{c.get('retracted', 0)} retracted; active: {active}"
     )
+
+
+def _queue_rematch(ctx: Ctx, name: str, version: int, *, quiet: bool) -> str | None:
+    """Queue the matching of a new list version against the stored images; the task id,
+    or None when there is nothing stored yet or the queue is out of reach (said once)."""
+    from arachne.queue.connection import redis_from_url, redis_url_for
+    from arachne.queue.rematch import Selection, enqueue_rematch, ranges_of
+    from arachne.store.db import Store
+
+    store = Store.open(ctx.settings)
+    if not ranges_of(store):
+        return None  # no image hashed yet: nothing to match
+    try:
+        with redis_url_for(ctx.settings) as url:
+            task, jobs = enqueue_rematch(
+                store, redis_from_url(url), ctx.settings, Selection(name, version)
+            )
+    except Exception as exc:  # the list is imported; only the background match is missing
+        click.echo(
+            f"warning: could not queue the rematch ({exc}); run `arachne rematch --list "
+            f"{name} --version {version} --wait`",
+            err=True,
+        )
+        return None
+    if not quiet:
+        click.echo(
+            f"matching its new and changed entries against the stored images on the workers "
+            f"(rematch {task}, {jobs} job(s))",
+            err=True,
+        )
+    return task
+
+
+@cli.command("rematch")
+@click.argument("campaign", required=False)
+@click.option("--list", "list_name", help="Only this list's entries (default: every list).")
+@click.option("--version", type=int, help="Only what this version of --list added or changed.")
+@click.option("--wait", is_flag=True, help="Run it here, in the foreground, with progress.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+def rematch(
+    ctx: Ctx,
+    campaign: str | None,
+    list_name: str | None,
+    version: int | None,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Match list entries against every image already hashed (of CAMPAIGN, or all), from
+    the hashes kept per image: nothing is fetched again. New matches are recorded as a
+    crawl records them, marked retroactive, and notices follow. Without --wait the work is
+    queued for the workers."""
+    from arachne.queue.rematch import Selection, enqueue_rematch, ranges_of, rematch_now
+    from arachne.store.db import Store
+
+    if version is not None and list_name is None:
+        raise click.UsageError("--version needs --list")
+    sel = Selection(list_name, version, campaign)
+    with operator_errors():
+        store = Store.open(ctx.settings)
+        if not wait:
+            from arachne.queue.connection import redis_from_url, redis_url_for
+
+            with redis_url_for(ctx.settings) as url:
+                task, jobs = enqueue_rematch(store, redis_from_url(url), ctx.settings, sel)
+            if as_json:
+                echo_json({"task": task, "jobs": jobs})
+            else:
+                click.echo(f"queued rematch {task}: {jobs} job(s) for the workers")
+            return
+        ranges = ranges_of(store) or [(0, 1)]
+        with click.progressbar(length=len(ranges), label="rematching", file=sys.stderr) as bar:
+            total = rematch_now(store, ctx.settings, sel, on_range=lambda _i, _c: bar.update(1))
+    if as_json:
+        echo_json(total)
+    else:
+        click.echo(
+            f"rematched {total['images']} stored images: {total['matches']} new match(es) on "
+            f"{total['matched_images']} image(s)"
+        )

@@ -23,7 +23,8 @@ def matches(ctx: Ctx, name: str, as_json: bool) -> None:
         return
     for r in rows:
         dist = f" d={r['distance']}" if r["distance"] is not None else ""
-        click.echo(f"{r['kind']:5}{dist:6} {r['url']}  [{', '.join(r['lists'])}]")
+        later = "  (retroactive)" if r["retroactive"] else ""
+        click.echo(f"{r['kind']:5}{dist:6} {r['url']}  [{', '.join(r['lists'])}]{later}")
     click.echo(f"{len(rows)} matched URL(s)", err=True)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -76,6 +77,9 @@ class Image(Base):
     format: Mapped[str | None] = mapped_column(String(16))
     size: Mapped[int] = mapped_column(BigInteger)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Every PDQ query it was matched with, packed (matcher/variants.py): later lists are
+    # matched against it without fetching it again. Hashes only, never image bytes.
+    pdq_queries: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class Run(Base):
@@ -108,7 +112,7 @@ class Sighting(Base):
     image_url: Mapped[str] = mapped_column(Text)
     page_url: Mapped[str | None] = mapped_column(Text)
     host: Mapped[str] = mapped_column(String(255), index=True)
-    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"), index=True)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     http_status: Mapped[int | None] = mapped_column(Integer)
     server_ip: Mapped[str | None] = mapped_column(String(64))
@@ -210,6 +214,7 @@ class Match(Base):
     distance: Mapped[int] = mapped_column(Integer, default=0)
     variant: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retroactive: Mapped[bool] = mapped_column(Boolean, default=False)  # by a rematch
 
     sighting: Mapped[Sighting] = relationship()
     entry: Mapped[HashEntry] = relationship()

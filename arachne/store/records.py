@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from arachne.matcher import variants
 from arachne.matcher.hashing import ImageHashes
 from arachne.matcher.match import MatchDecision
 from arachne.store.models import Image, Match, Sighting, utcnow
@@ -136,7 +137,27 @@ def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> dict[str,
     by_sha = {h.sha256: h for h in hashes}
     if not by_sha:
         return {}
-    before = set(session.scalars(select(Image.sha256).where(Image.sha256.in_(list(by_sha)))))
+    lacking: list[str] = []  # stored before images kept their queries: filled in now
+    before = set()
+    for sha, has_queries in session.execute(
+        select(Image.sha256, Image.pdq_queries.is_not(None)).where(Image.sha256.in_(list(by_sha)))
+    ):
+        before.add(sha)
+        if not has_queries:
+            lacking.append(sha)
+    fill = [
+        {"_sha": sha, "pdq_queries": packed}
+        for sha in sorted(lacking)
+        if (packed := variants.pack(by_sha[sha])) is not None
+    ]
+    if fill:
+        table = Image.__table__
+        session.execute(
+            update(table)
+            .where(table.c.sha256 == bindparam("_sha"), table.c.pdq_queries.is_(None))
+            .values(pdq_queries=bindparam("pdq_queries")),
+            fill,
+        )
     rows = [
         {
             "sha256": h.sha256,
@@ -149,6 +170,7 @@ def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> dict[str,
             "format": h.format,
             "size": h.size,
             "first_seen_at": utcnow(),
+            "pdq_queries": variants.pack(h),
         }
         for sha, h in by_sha.items()
         if sha not in before

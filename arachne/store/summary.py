@@ -163,8 +163,11 @@ def campaign_matches(session: Session, name: str) -> list[dict[str, Any]]:
                 "sha256": image.sha256 if image else None,
                 "pdq": image.pdq if image else None,
                 "detected_at": sighting.fetched_at.isoformat(),
+                # found by matching a later list against the stored hashes (rematch)
+                "retroactive": True,
             },
         )
+        row["retroactive"] = row["retroactive"] and bool(match.retroactive)
         if match.kind == "exact":
             row["kind"] = "exact"
         if match.hash_kind == "pdq" and (
