@@ -47,6 +47,7 @@ from arachne.store.models import (
     utcnow,
 )
 from arachne.store.records import insert_ignore
+from arachne.store.summary import get_campaign
 
 REMATCH_FUNC = "arachne.queue.rematch.rematch_job"
 RANGE_IMAGES = 100_000
@@ -278,16 +279,7 @@ def _progress_key(task: str) -> str:
 
 
 def _campaign_id(session: Session, name: str | None) -> int | None:
-    if name is None:
-        return None
-    from arachne.store.models import Campaign
-
-    cid = session.scalar(select(Campaign.id).where(Campaign.name == name))
-    if cid is None:
-        from arachne.errors import ArachneError
-
-        raise ArachneError(f"no campaign named {name!r} (see `arachne campaigns`)")
-    return cid
+    return None if name is None else get_campaign(session, name).id
 
 
 def run_range(

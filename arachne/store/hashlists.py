@@ -22,7 +22,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arachne.matcher.lists import parse_list
@@ -36,6 +36,7 @@ from arachne.store.listversions import (
     log_changes,
     new_version,
     set_deleted_at,
+    set_labels,
 )
 from arachne.store.models import HashEntry, HashList, utcnow
 
@@ -312,17 +313,7 @@ def _write(
 ) -> None:
     added_at = _db_value(session, _ENTRIES.c.added_at, now)
     _insert_rows(session, [(*row, added_at, number) for row in plan.new_rows])
-    for chunk in _chunks(plan.metadata, _INSERT_CHUNK):
-        session.execute(
-            update(_ENTRIES)
-            .where(_ENTRIES.c.id == bindparam("_id"))
-            .values(
-                category=bindparam("category"),
-                external_id=bindparam("external_id"),
-                threshold=bindparam("threshold"),
-            ),
-            chunk,
-        )
+    set_labels(session, plan.metadata)
     set_deleted_at(session, plan.restore_ids, None)
     set_deleted_at(session, plan.retract_ids, now)
     log_changes(session, version_id, plan.befores.items(), now)

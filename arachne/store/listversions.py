@@ -199,7 +199,14 @@ def _apply_states(
             )
     set_deleted_at(session, retract, now)
     set_deleted_at(session, restore, None)
-    if relabel:
+    set_labels(session, relabel)
+    log_changes(session, version.id, befores, now)
+    return {"added": len(restore), "retracted": len(retract), "updated": len(relabel)}
+
+
+def set_labels(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Entries' category, external id and threshold, by ``_id``, in chunks."""
+    for start in range(0, len(rows), 10_000):
         session.execute(
             update(_ENTRIES)
             .where(_ENTRIES.c.id == bindparam("_id"))
@@ -208,10 +215,8 @@ def _apply_states(
                 external_id=bindparam("external_id"),
                 threshold=bindparam("threshold"),
             ),
-            relabel,
+            rows[start : start + 10_000],
         )
-    log_changes(session, version.id, befores, now)
-    return {"added": len(restore), "retracted": len(retract), "updated": len(relabel)}
 
 
 def set_deleted_at(session: Session, ids: Sequence[int], value: datetime | None) -> None:
