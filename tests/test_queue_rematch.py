@@ -190,3 +190,34 @@ def test_cli_import_queues_it_and_rematch_wait_runs_it(stored: Store, tmp_path: 
     assert all(r["retroactive"] for r in rows)
     unknown = runner.invoke(cli, ["rematch", "nope", "--wait"], env=env)
     assert unknown.exit_code == 2 and "no campaign named 'nope'" in unknown.stderr
+
+
+def test_explain_says_which_entry_how_and_through_which_variant(
+    stored: Store, tmp_path: Path
+) -> None:
+    settings = settings_of(stored)
+    import_list(stored, "later", the_list(tmp_path))
+    rematch_now(stored, settings, Selection("later", 1))
+    env = {"ARACHNE_DATA_DIR": str(settings.data_dir), "ARACHNE_CONFIG": str(tmp_path / "x")}
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    runner = CliRunner()
+    url = "http://c1.example/img/0.jpg"
+    shown = runner.invoke(cli, ["explain", "c1", url, "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    found = json.loads(shown.stdout)
+    (match,) = found["matches"]
+    assert (match["list"], match["kind"], match["hash_kind"]) == ("later", "near", "pdq")
+    assert match["distance"] <= match["threshold"] == settings.pdq_threshold
+    assert match["variant"] != "original" and "rotated" in match["variant_meaning"]
+    assert match["retroactive"] is True
+    hashes = hashes_of(PICTURES[0])
+    assert found["image"]["pdq_quality"] == hashes.pdq_quality
+    assert found["image"]["sha256"] == hashes.sha256
+    assert found["page"] == "http://c1.example/"
+    text = runner.invoke(cli, ["explain", "c1", "http://c1.example/img/1.jpg"], env=env).stdout
+    assert "exact md5" in text and "seen " in text
+    unseen = runner.invoke(cli, ["explain", "c1", "http://elsewhere.example/x.jpg"], env=env)
+    assert unseen.exit_code == 2 and "has not seen" in unseen.stderr
+    plain = runner.invoke(cli, ["explain", "c1", "http://c1.example/img/5.jpg"], env=env)
+    assert plain.exit_code == 2 and "matched nothing" in plain.stderr
