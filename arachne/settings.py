@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     # matching
     pdq_threshold: int = Field(31, ge=0, le=128)
     pdq_min_quality: int = Field(50, ge=0, le=100)
+    review_band: int = Field(
+        45,
+        ge=0,
+        le=128,
+        description="PDQ distances above a list's threshold up to this are near misses: "
+        "review items for an analyst (`arachne review`), never notices. 0: none.",
+    )
     list_retract_max: float = Field(
         0.2,
         ge=0,

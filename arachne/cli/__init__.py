@@ -13,6 +13,7 @@ from arachne.cli import (  # noqa: F401
     notices,
     pipeline,
     results,
+    review,
     tools,
 )
 from arachne.cli.base import cli

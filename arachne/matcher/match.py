@@ -17,7 +17,7 @@ EntryRow = tuple[int, int, str, str, int | None]
 @dataclass(frozen=True)
 class MatchDecision:
     entry_id: int
-    kind: str  # "exact" | "near"
+    kind: str  # "exact" | "near" | "review" (a near miss, see Matcher.decide)
     hash_kind: str
     distance: int
     variant: str | None = None  # which dihedral variant of the image matched (PDQ)
@@ -31,9 +31,11 @@ class Matcher:
         default_threshold: int = 31,
         min_quality: int = 50,
         pdq_index: PDQIndex | None = None,
+        review_band: int = 0,
     ) -> None:
         self.default_threshold = default_threshold
         self.min_quality = min_quality
+        self.review_band = review_band  # distances above a threshold, up to this: near misses
         self.exact = ExactIndex()
         # Only per-entry overrides are kept: a dict over 10M entries would cost ~1 GB.
         self._thresholds: dict[int, int] = {}
@@ -76,6 +78,14 @@ class Matcher:
         return len(self.exact) + len(self.pdq)
 
     def match(self, hashes: ImageHashes) -> list[MatchDecision]:
+        """Exact and PDQ matches (distance within the entry's threshold)."""
+        return self.decide(hashes, review=False)[0]
+
+    def decide(
+        self, hashes: ImageHashes, review: bool = True
+    ) -> tuple[list[MatchDecision], list[MatchDecision]]:
+        """(matches, near misses): near misses are PDQ distances above an entry's threshold
+        up to ``review_band``, for an analyst (kind ``review``), never for a notice."""
         decisions: list[MatchDecision] = []
         for kind in DIGESTS:
             value = getattr(hashes, kind.name)
@@ -85,15 +95,19 @@ class Matcher:
         # of good quality is still queried.
         queries = hashes.pdq_queries(self.min_quality)
         if not queries:
-            return decisions
+            return decisions, []
+        radius = max(self._max_threshold, self.review_band if review else 0)
         best: dict[int, tuple[int, str]] = {}
-        results = self.pdq.query([h for _, h in queries], self._max_threshold)
+        results = self.pdq.query([h for _, h in queries], radius)
         for (variant, _), hits in zip(queries, results, strict=True):
             for entry_id, dist in hits:
-                if dist > self._thresholds.get(entry_id, self.default_threshold):
-                    continue
                 if entry_id not in best or dist < best[entry_id][0]:
                     best[entry_id] = (dist, variant)
+        near: list[MatchDecision] = []
         for entry_id, (dist, variant) in sorted(best.items()):
-            decisions.append(MatchDecision(entry_id, "near", PDQ.name, dist, variant))
-        return decisions
+            threshold = self._thresholds.get(entry_id, self.default_threshold)
+            if dist <= threshold:
+                decisions.append(MatchDecision(entry_id, "near", PDQ.name, dist, variant))
+            elif review and dist <= self.review_band:
+                near.append(MatchDecision(entry_id, "review", PDQ.name, dist, variant))
+        return decisions, near

@@ -96,6 +96,7 @@ class WorkerContext:
             rows,
             default_threshold=self.settings.pdq_threshold,
             min_quality=self.settings.pdq_min_quality,
+            review_band=self.settings.review_band,
         )
         self.reloads += 1
         log.info("loaded %d known hashes", len(self.matcher))
@@ -283,7 +284,7 @@ def process_batch(campaign: str, refs: list[dict[str, Any]], run: int = 1) -> di
         if hashes is not None:
             outcome.hashes = hashes
             outcome.error, outcome.error_detail = hashes.error, hashes.error_detail
-            outcome.decisions = ctx.matcher.match(hashes)
+            outcome.decisions, outcome.near_misses = ctx.matcher.decide(hashes)
         outcomes.append(outcome)
 
     # A flaky host (timeout, 5xx, 429) gets another try later instead of a permanent error

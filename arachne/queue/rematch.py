@@ -46,7 +46,7 @@ from arachne.store.models import (
     Sighting,
     utcnow,
 )
-from arachne.store.records import insert_ignore
+from arachne.store.records import insert_ignore, suppressed_pairs
 from arachne.store.summary import get_campaign
 
 REMATCH_FUNC = "arachne.queue.rematch.rematch_job"
@@ -236,9 +236,22 @@ def _record(
     """Matches for every sighting of the matched images; how many were new."""
     if not found:
         return 0
+    # Pairs an analyst rejected (review.py) stay unmatched, as on the live path.
+    image_ids = sorted({image_id for image_id, _ in found})
+    sha_of: dict[int, str] = {}
+    for start in range(0, len(image_ids), _IN_CHUNK):
+        sha_of.update(
+            session.execute(
+                select(Image.id, Image.sha256).where(
+                    Image.id.in_(image_ids[start : start + _IN_CHUNK])
+                )
+            ).all()
+        )
+    suppressed = suppressed_pairs(session, list(sha_of.values()))
     by_image: dict[int, list[tuple[int, tuple[str, str, int, str | None]]]] = {}
     for (image_id, entry_id), decision in found.items():
-        by_image.setdefault(image_id, []).append((entry_id, decision))
+        if (sha_of.get(image_id), entry_id) not in suppressed:
+            by_image.setdefault(image_id, []).append((entry_id, decision))
     ids = sorted(by_image)
     now = utcnow()
     rows: list[dict[str, Any]] = []

@@ -311,3 +311,39 @@ def delete_list(store: Store, name: str, *, actor: str = CLI_ACTOR) -> ChangeRep
         finish_version(session, hash_list, version, counts)
         hash_list.deleted_at = now
         return ChangeReport(name, version.number, "delete", version.counts)
+
+
+def add_entry(
+    session: Session, name: str, kind: str, value: str, *, actor: str, note: str | None = None
+) -> HashListVersion | None:
+    """Add one hash to list ``name`` (a local list is created if missing) as its next
+    version; None when it is already active there."""
+    now = utcnow()
+    hash_list = session.scalar(select(HashList).where(HashList.name == name).with_for_update())
+    if hash_list is None:
+        hash_list = HashList(name=name, format="local", source="analyst decisions",
+                             imported_at=now, updated_at=now)  # fmt: skip
+        session.add(hash_list)
+        session.flush()
+    hash_list.deleted_at = None
+    existing = session.scalar(
+        select(HashEntry).where(
+            HashEntry.list_id == hash_list.id, HashEntry.kind == kind, HashEntry.value == value
+        )
+    )
+    if existing is not None and existing.deleted_at is None:
+        return None
+    version = new_version(session, hash_list, "add", actor=actor, now=now, note=note)
+    if existing is None:
+        session.add(HashEntry(list_id=hash_list.id, kind=kind, value=value, added_at=now,
+                              version=version.number))  # fmt: skip
+    else:  # retracted before: restored, the change logged for workers and rollbacks
+        log_changes(session, version.id, [(existing.id, (True, _meta(existing)))], now)
+        existing.deleted_at = None
+    session.flush()
+    finish_version(session, hash_list, version, {"added": 1, "updated": 0, "retracted": 0})
+    return version
+
+
+def _meta(entry: HashEntry) -> tuple[str | None, str | None, int | None]:
+    return entry.category, entry.external_id, entry.threshold

@@ -220,6 +220,40 @@ class Match(Base):
     entry: Mapped[HashEntry] = relationship()
 
 
+class ReviewItem(Base):
+    """A near miss: a PDQ distance just above the threshold (the review band). A question
+    for an analyst, never a notice; confirming it makes it a match (store/review.py)."""
+
+    __tablename__ = "review_items"
+    __table_args__ = (UniqueConstraint("sighting_id", "entry_id", name="uq_review"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    sighting_id: Mapped[int] = mapped_column(ForeignKey("sightings.id", ondelete="CASCADE"))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("hash_entries.id", ondelete="CASCADE"))
+    distance: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    state: Mapped[str] = mapped_column(String(12), default="pending", index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class Suppression(Base):
+    """An analyst rejected this image (by SHA-256) as a match of this entry: neither a match
+    nor a review item is recorded for the pair again (false-positive control)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("image_sha256", "entry_id", name="uq_suppression"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("hash_entries.id", ondelete="CASCADE"))
+    review_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Host(Base):
     """A host name serving matches, and who gets its notices (with how that was found)."""
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from arachne.matcher import variants
 from arachne.matcher.hashing import ImageHashes
 from arachne.matcher.match import MatchDecision
-from arachne.store.models import Image, Match, Sighting, utcnow
+from arachne.store.models import Image, Match, ReviewItem, Sighting, Suppression, utcnow
 from arachne.urls import url_key
 
 
@@ -37,6 +37,7 @@ class ImageOutcome:
     error: str | None = None
     error_detail: str | None = None
     decisions: list[MatchDecision] = field(default_factory=list)
+    near_misses: list[MatchDecision] = field(default_factory=list)  # for review, not notices
 
 
 def insert_ignore(session: Session, table: Table) -> Any:
@@ -112,25 +113,49 @@ def record_outcomes(
         ).all()
     )
 
-    match_rows = [
-        {
-            "campaign_id": campaign_id,
-            "sighting_id": sighting_ids[key],
-            "entry_id": d.entry_id,
-            "kind": d.kind,
-            "hash_kind": d.hash_kind,
-            "distance": d.distance,
-            "variant": d.variant,
-            "created_at": now,
-        }
-        for key, o in keys.items()
-        if key in recorded
-        for d in o.decisions
-    ]
-    if match_rows:
-        match_rows.sort(key=lambda r: (r["sighting_id"], r["entry_id"]))
+    fresh = [(key, o) for key, o in keys.items() if key in recorded]
+    suppressed = suppressed_pairs(
+        session, [o.hashes.sha256 for _, o in fresh if o.hashes and (o.decisions or o.near_misses)]
+    )
+
+    def rows_of(matches: bool) -> list[dict[str, Any]]:
+        rows = [
+            {
+                "campaign_id": campaign_id,
+                "sighting_id": sighting_ids[key],
+                "entry_id": d.entry_id,
+                "distance": d.distance,
+                "variant": d.variant,
+                "created_at": now,
+                **({"kind": d.kind, "hash_kind": d.hash_kind} if matches else {"state": "pending"}),
+            }
+            for key, o in fresh
+            for d in (o.decisions if matches else o.near_misses)
+            if not (o.hashes and (o.hashes.sha256, d.entry_id) in suppressed)
+        ]
+        rows.sort(key=lambda r: (r["sighting_id"], r["entry_id"]))  # one lock order
+        return rows
+
+    if match_rows := rows_of(matches=True):
         session.execute(insert_ignore(session, Match.__table__), match_rows)
+    if review_rows := rows_of(matches=False):  # near misses: questions, never notices
+        session.execute(insert_ignore(session, ReviewItem.__table__), review_rows)
     return frozenset(keys[key].image_url for key in recorded)
+
+
+def suppressed_pairs(session: Session, sha256s: Sequence[str]) -> set[tuple[str, int]]:
+    """The (image SHA-256, entry) pairs among these images that analysts rejected."""
+    wanted = sorted(set(sha256s))
+    pairs: set[tuple[str, int]] = set()
+    for start in range(0, len(wanted), 900):
+        pairs.update(
+            session.execute(
+                select(Suppression.image_sha256, Suppression.entry_id).where(
+                    Suppression.image_sha256.in_(wanted[start : start + 900])
+                )
+            ).all()
+        )
+    return pairs
 
 
 def _upsert_images(session: Session, hashes: Sequence[ImageHashes]) -> dict[str, int]:
