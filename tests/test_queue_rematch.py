@@ -221,3 +221,20 @@ def test_explain_says_which_entry_how_and_through_which_variant(
     assert unseen.exit_code == 2 and "has not seen" in unseen.stderr
     plain = runner.invoke(cli, ["explain", "c1", "http://c1.example/img/5.jpg"], env=env)
     assert plain.exit_code == 2 and "matched nothing" in plain.stderr
+
+
+def test_near_misses_found_later_become_review_items(stored: Store, tmp_path: Path) -> None:
+    from tests.test_store_review import flipped
+
+    settings = settings_of(stored)
+    path = tmp_path / "band.txt"
+    path.write_text(f"pdq {flipped(hashes_of(PICTURES[3]).pdq or '', 38)}\n")
+    import_list(stored, "band", path)
+    total = rematch_now(stored, settings, Selection("band", 1, "c1"))
+    assert (total["matches"], total["review_items"]) == (0, 1)
+    from arachne.store.review import review_items
+
+    with stored.session() as session:
+        (item,) = review_items(session, "c1")
+    assert item["url"] == "http://c1.example/img/3.jpg" and 31 < item["distance"] <= 45
+    assert rematch_now(stored, settings, Selection("band", 1, "c1"))["review_items"] == 0
