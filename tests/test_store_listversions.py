@@ -78,6 +78,7 @@ def test_history_has_counts_and_the_source_files_sha256(store: Store, tmp_path: 
     assert second["source_sha256"] == hashlib.sha256(v2.read_bytes()).hexdigest()
     assert first["counts"] == {
         "added": 2, "updated": 0, "retracted": 0, "unchanged": 0, "skipped": {},
+        "duplicates": 0, "conflicts": 0,
         "active": {"md5": 2},
     }  # fmt: skip
     assert (second["counts"]["updated"], second["counts"]["unchanged"]) == (1, 2)
@@ -193,3 +194,27 @@ def test_cli_refuses_a_truncated_file_and_shows_history(tmp_path: Path) -> None:
     assert json.loads(runner.invoke(cli, ["lists", "--json"], env=env).stdout) == []
     missing = runner.invoke(cli, ["lists", "retract", "nope", "--id", "x"], env=env)
     assert missing.exit_code == 2 and "no list named 'nope'" in missing.stderr
+
+
+def test_repeats_and_conflicts_in_a_file_are_counted(store: Store, tmp_path: Path) -> None:
+    a, b = h("md5", "a"), h("md5", "b")
+    path = write(tmp_path / "v1.csv", ["md5,category,id", f"{a},c1,A", f"{a},c1,A", f"{a},c2,Z",
+                                       f"{b},c1,B"])  # fmt: skip
+    report = import_list(store, "l", path)
+    assert (report.added, report.duplicates, report.conflicts) == (2, 2, 1)
+    assert stored(store, "l")["md5", a].category == "c1"  # the first occurrence wins
+    assert history(store, "l")[0]["counts"]["conflicts"] == 1
+
+
+def test_a_hash_whose_kind_changes_between_versions(store: Store, tmp_path: Path) -> None:
+    """A 64-hex value listed as SHA-256, then as PDQ: two different entries, the old one
+    retracted (a whole-list file), its row kept; rollback brings the SHA-256 back."""
+    value = h("sha256", "k")
+    import_list(store, "l", write(tmp_path / "v1.txt", [f"sha256 {value}", *TEN[:4]]))
+    report = import_list(store, "l", write(tmp_path / "v2.txt", [f"pdq {value}", *TEN[:4]]))
+    assert (report.added, report.retracted) == (1, 1)  # 1 of 5: within the limit
+    assert ("pdq", value) in active_keys(store, "l")
+    assert ("sha256", value) not in active_keys(store, "l")
+    rollback(store, "l", 1)
+    assert ("sha256", value) in active_keys(store, "l")
+    assert ("pdq", value) not in active_keys(store, "l")

@@ -134,6 +134,8 @@ def lists_import(
         "unchanged": report.unchanged,
         "active": report.by_kind,
         "skipped": report.skipped,
+        "duplicates": report.duplicates,
+        "conflicts": report.conflicts,
     }
     if not no_rematch and (report.added or report.updated):
         data["rematch"] = _queue_rematch(ctx, name, report.version, quiet=as_json)
@@ -146,6 +148,12 @@ def lists_import(
             f"{report.added} added, {report.updated} updated, {report.retracted} retracted, "
             f"{report.unchanged} unchanged; active: {kinds or 'none'}"
         )
+        if report.duplicates:
+            click.echo(
+                f"{report.duplicates} repeated hash(es) in the file were collapsed, the first "
+                f"occurrence kept ({report.conflicts} disagreed on category, id or threshold)",
+                err=True,
+            )
         if report.skipped:
             parts = ", ".join(f"{n} {kind}" for kind, n in report.skipped.items())
             click.echo(

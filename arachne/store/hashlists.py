@@ -69,6 +69,8 @@ class ImportReport:
     skipped: dict[str, int] = field(default_factory=dict)
     updated: int = 0  # active before and after, with a new category, id or threshold
     version: int = 0
+    duplicates: int = 0  # repeats in the file, collapsed (the first wins)
+    conflicts: int = 0  # of those, repeats that disagreed with the first
 
     @property
     def active(self) -> int:
@@ -161,6 +163,8 @@ def import_list(
             "retracted": len(plan.retract_ids),
             "unchanged": plan.unchanged,
             "skipped": dict(parsed.skipped),
+            "duplicates": parsed.duplicates,
+            "conflicts": parsed.conflicts,
         }
         finish_version(session, hash_list, version, counts)
         by_kind = dict(version.counts["active"])
@@ -175,6 +179,8 @@ def import_list(
         dict(parsed.skipped),
         updated=len(plan.metadata),
         version=number,
+        duplicates=parsed.duplicates,
+        conflicts=parsed.conflicts,
     )
 
 

@@ -72,6 +72,10 @@ class ParsedList:
     snapshot: bool = True
     retracted_ids: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    # Repeated hashes, collapsed (the first wins); ``conflicts`` are those whose repeats
+    # disagreed on category, id or threshold: counted so an import can say so.
+    duplicates: int = 0
+    conflicts: int = 0
 
     def by_kind(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -151,10 +155,21 @@ def first_significant_line(head: str) -> str | None:
 
 def dedupe(entries: Iterable[ListEntry]) -> list[ListEntry]:
     """Collapse repeated (kind, value) pairs; the first occurrence's metadata wins."""
+    return dedupe_counted(entries)[0]
+
+
+def dedupe_counted(entries: Iterable[ListEntry]) -> tuple[list[ListEntry], int, int]:
+    """``dedupe``, with how many repeats were dropped and how many of them disagreed with
+    the first occurrence (category, external id or threshold)."""
     seen: dict[tuple[str, str], ListEntry] = {}
+    duplicates = conflicts = 0
     for entry in entries:
-        seen.setdefault((entry.kind, entry.value), entry)
-    return list(seen.values())
+        first = seen.setdefault((entry.kind, entry.value), entry)
+        if first is not entry:
+            duplicates += 1
+            meta = (entry.category, entry.external_id, entry.threshold)
+            conflicts += meta != (first.category, first.external_id, first.threshold)
+    return list(seen.values()), duplicates, conflicts
 
 
 class ListImporter(ABC):
@@ -186,7 +201,8 @@ class ListImporter(ABC):
 
     def read(self, path: Path) -> ParsedList:
         """The file as a :class:`ParsedList`; delta formats override this for retractions."""
-        return ParsedList(self.name, dedupe(self.parse(path)))
+        entries, duplicates, conflicts = dedupe_counted(self.parse(path))
+        return ParsedList(self.name, entries, duplicates=duplicates, conflicts=conflicts)
 
     def error(self, path: Path, line: int | None, message: str) -> ListFormatError:
         return ListFormatError(str(path), line, message)
