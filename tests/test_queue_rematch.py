@@ -238,3 +238,21 @@ def test_near_misses_found_later_become_review_items(stored: Store, tmp_path: Pa
         (item,) = review_items(session, "c1")
     assert item["url"] == "http://c1.example/img/3.jpg" and 31 < item["distance"] <= 45
     assert rematch_now(stored, settings, Selection("band", 1, "c1"))["review_items"] == 0
+
+
+def test_many_ranges_in_forked_processes_find_the_same(
+    stored: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import arachne.store.rematch as core
+
+    monkeypatch.setattr(core, "RANGE_IMAGES", 2)  # 6 images: 3 ranges, 2 processes
+    settings = settings_of(stored)
+    import_list(stored, "later", the_list(tmp_path))
+    seen: list[int] = []
+    total = rematch_now(stored, settings, Selection("later", 1), lambda i, _c: seen.append(i))
+    assert (total["ranges"], total["images"], total["matches"]) == (3, 6, 3)
+    assert seen == [0, 1, 2]
+    assert {r[0] for r in recorded(stored)} == {
+        "http://c1.example/img/0.jpg", "http://c2.example/img/0.jpg", "http://c1.example/img/1.jpg"
+    }  # fmt: skip
+    assert rematch_now(stored, settings, Selection("later", 1))["matches"] == 0

@@ -4,10 +4,11 @@ progress in Redis per task, or all of it in the foreground (``arachne rematch --
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
@@ -27,7 +28,7 @@ from arachne.store.rematch import (
 from arachne.store.summary import get_campaign
 
 REMATCH_FUNC = "arachne.queue.rematch.rematch_job"
-FOREGROUND_THREADS = 2
+FOREGROUND_PROCESSES = 2
 
 __all__ = ["Selection", "enqueue_rematch", "progress", "ranges_of", "rematch_job", "rematch_now"]
 
@@ -122,27 +123,58 @@ def rematch_now(
     sel: Selection,
     on_range: Callable[[int, dict[str, int]], None] | None = None,
 ) -> dict[str, int]:
-    """The whole rematch in this process (``arachne rematch --wait``, the benchmark)."""
+    """The whole rematch here (``arachne rematch --wait``, the benchmark): its ranges in
+    ``FOREGROUND_PROCESSES`` forked processes, each with its own store connection (reading
+    a million packed query sets is mostly Python-level driver work: threads would share
+    one core)."""
     with store.session() as session:
         ranges = image_ranges(session) or [(0, 1)]
         entries = selected_entries(session, sel, settings.pdq_threshold)  # once, not per range
         _campaign_id(session, sel.campaign)  # an unknown name fails before any work
     total = {"images": 0, "matched_images": 0, "matches": 0, "review_items": 0,
              "ranges": len(ranges)}  # fmt: skip
-    # Ranges two at a time: reading the store and numpy release the GIL, so a small update
-    # (all reading) takes about half as long on two cores.
-    with ThreadPoolExecutor(FOREGROUND_THREADS, thread_name_prefix="rematch") as pool:
-        futures = [
-            pool.submit(run_range, store, settings, sel, lo, hi, i == 0, entries)
-            for i, (lo, hi) in enumerate(ranges)
-        ]
-        for i, future in enumerate(futures):
-            counts = future.result()
-            for k in ("images", "matched_images", "matches", "review_items"):
-                total[k] += counts[k]
-            if on_range is not None:
-                on_range(i, counts)
+    jobs = [(lo, hi, i == 0) for i, (lo, hi) in enumerate(ranges)]
+    if len(jobs) == 1 or FOREGROUND_PROCESSES < 2:
+        results = (
+            run_range(store, settings, sel, lo, hi, first, entries) for lo, hi, first in jobs
+        )
+        return _add_up(total, results, on_range)
+    store.engine.dispose(close=False)  # forked children must not share pooled connections
+    with ProcessPoolExecutor(
+        min(FOREGROUND_PROCESSES, len(jobs)),
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_child_init,
+        initargs=(settings, sel, entries),
+    ) as pool:
+        futures = [pool.submit(_child_range, lo, hi, first) for lo, hi, first in jobs]
+        return _add_up(total, (f.result() for f in futures), on_range)
+
+
+def _add_up(
+    total: dict[str, int],
+    results: Iterable[dict[str, int]],
+    on_range: Callable[[int, dict[str, int]], None] | None,
+) -> dict[str, int]:
+    for i, counts in enumerate(results):
+        for k in ("images", "matched_images", "matches", "review_items"):
+            total[k] += counts[k]
+        if on_range is not None:
+            on_range(i, counts)
     return total
+
+
+_child: tuple[Store, Settings, Selection, Entries] | None = None
+
+
+def _child_init(settings: Settings, sel: Selection, entries: Entries) -> None:
+    global _child
+    _child = (Store.open(settings, migrate=False), settings, sel, entries)
+
+
+def _child_range(lo: int, hi: int, first: bool) -> dict[str, int]:
+    assert _child is not None
+    store, settings, sel, entries = _child
+    return run_range(store, settings, sel, lo, hi, first, entries)
 
 
 def ranges_of(store: Store) -> Sequence[tuple[int, int]]:

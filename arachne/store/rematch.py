@@ -118,8 +118,9 @@ def selected_entries(session: Session, sel: Selection, default_threshold: int) -
     )
 
 
-def image_ranges(session: Session, size: int = RANGE_IMAGES) -> list[tuple[int, int]]:
+def image_ranges(session: Session, size: int | None = None) -> list[tuple[int, int]]:
     """[lo, hi) ranges of image ids covering every stored image."""
+    size = size or RANGE_IMAGES
     lo, hi = session.execute(select(func.min(Image.id), func.max(Image.id))).one()
     if lo is None:
         return []
