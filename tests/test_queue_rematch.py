@@ -240,6 +240,24 @@ def test_near_misses_found_later_become_review_items(stored: Store, tmp_path: Pa
     assert rematch_now(stored, settings, Selection("band", 1, "c1"))["review_items"] == 0
 
 
+def test_big_rematches_leave_near_misses_out_unless_asked(
+    stored: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import arachne.store.rematch as core
+    from tests.test_store_review import flipped
+
+    settings = settings_of(stored)
+    path = tmp_path / "band.txt"
+    path.write_text(f"pdq {flipped(hashes_of(PICTURES[3]).pdq or '', 38)}\n")
+    import_list(stored, "band", path)
+    assert rematch_now(stored, settings, Selection("band", review=False))["review_items"] == 0
+    monkeypatch.setattr(core, "REVIEW_AUTO_MAX", 0)  # as if the list were big
+    skipped = rematch_now(stored, settings, Selection("band"))
+    assert (skipped["review_band"], skipped["review_items"]) == (0, 0)
+    asked = rematch_now(stored, settings, Selection("band", review=True))
+    assert (asked["review_band"], asked["review_items"]) == (settings.review_band, 1)
+
+
 def test_many_ranges_in_forked_processes_find_the_same(
     stored: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

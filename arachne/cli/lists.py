@@ -298,6 +298,12 @@ def _queue_rematch(ctx: Ctx, name: str, version: int, *, quiet: bool) -> str | N
 @click.argument("campaign", required=False)
 @click.option("--list", "list_name", help="Only this list's entries (default: every list).")
 @click.option("--version", type=int, help="Only what this version of --list added or changed.")
+@click.option(
+    "--review/--no-review",
+    default=None,
+    help="Also record near misses (the review band) as review items [default: only when "
+    "at most 10,000 PDQ entries are matched: the band makes big rematches ~10x slower].",
+)
 @click.option("--wait", is_flag=True, help="Run it here, in the foreground, with progress.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
@@ -306,6 +312,7 @@ def rematch(
     campaign: str | None,
     list_name: str | None,
     version: int | None,
+    review: bool | None,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -318,7 +325,7 @@ def rematch(
 
     if version is not None and list_name is None:
         raise click.UsageError("--version needs --list")
-    sel = Selection(list_name, version, campaign)
+    sel = Selection(list_name, version, campaign, review)
     with operator_errors():
         store = Store.open(ctx.settings)
         if not wait:
@@ -337,7 +344,12 @@ def rematch(
     if as_json:
         echo_json(total)
     else:
+        reviewed = (
+            f", {total['review_items']} near miss(es) for review"
+            if total["review_band"]
+            else " (near misses not searched: --review)"
+        )
         click.echo(
             f"rematched {total['images']} stored images: {total['matches']} new match(es) on "
-            f"{total['matched_images']} image(s)"
+            f"{total['matched_images']} image(s){reviewed}"
         )

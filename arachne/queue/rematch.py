@@ -62,7 +62,7 @@ def run_range(
             min_quality=settings.pdq_min_quality,
             campaign_id=_campaign_id(session, sel.campaign),
             with_exact=first,
-            review_band=settings.review_band,
+            review_band=sel.review_band(settings.review_band, len(entries.pdq_ids)),
         )
 
 
@@ -131,8 +131,9 @@ def rematch_now(
         ranges = image_ranges(session) or [(0, 1)]
         entries = selected_entries(session, sel, settings.pdq_threshold)  # once, not per range
         _campaign_id(session, sel.campaign)  # an unknown name fails before any work
+    band = sel.review_band(settings.review_band, len(entries.pdq_ids))
     total = {"images": 0, "matched_images": 0, "matches": 0, "review_items": 0,
-             "ranges": len(ranges)}  # fmt: skip
+             "ranges": len(ranges), "review_band": band}  # fmt: skip
     jobs = [(lo, hi, i == 0) for i, (lo, hi) in enumerate(ranges)]
     if len(jobs) == 1 or FOREGROUND_PROCESSES < 2:
         results = (

@@ -49,6 +49,8 @@ BRUTE_MAX_ENTRIES = 32
 """Up to this many PDQ entries are compared with every query directly (~10 ms per entry
 per 100k images); more build a multi-index over the range's queries."""
 _IN_CHUNK = 900
+REVIEW_AUTO_MAX = 10_000
+"""PDQ entries up to which a rematch also looks for near misses unless told otherwise."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,15 @@ class Selection:
     list_name: str | None = None  # one list; None: every list
     version: int | None = None  # only what this version of the list added or changed
     campaign: str | None = None  # only images seen by this campaign
+    review: bool | None = None  # near misses too; None: when it is cheap (REVIEW_AUTO_MAX)
+
+    def review_band(self, band: int, pdq_entries: int) -> int:
+        """The review band this rematch searches: a band past the threshold makes a
+        multi-index search far slower (100k entries x 1M images: 35 s at 31 bits, 450 s
+        at 45), so by default only selections of up to REVIEW_AUTO_MAX PDQ entries look
+        for near misses; the live path always does."""
+        wanted = self.review if self.review is not None else pdq_entries <= REVIEW_AUTO_MAX
+        return band if wanted else 0
 
 
 @dataclass
