@@ -125,3 +125,34 @@ def test_data_stored_by_the_first_schema_still_loads(backend: str, tmp_path: Pat
     (summary,) = list_summaries(store)
     assert summary["active"] == {"md5": 1}
     store.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_snapshot_does_not_see_a_commit_made_during_it(backend: str, tmp_path: Path) -> None:
+    """Workers load their index in one snapshot: an import committed between two of its
+    queries is not half-seen (issue 9: no torn index)."""
+    from sqlalchemy import func, select
+
+    from arachne.settings import Settings
+    from arachne.store.hashlists import import_list
+    from arachne.store.models import HashEntry
+
+    if backend == "sqlite":
+        settings = Settings(data_dir=tmp_path)
+    else:
+        from tests.conftest import reset_postgres
+
+        settings = Settings(data_dir=tmp_path, database_url=reset_postgres())
+    store = Store.open(settings)
+    path = tmp_path / "l.txt"
+    path.write_text(f"md5 {'a' * 32}\n")
+    import_list(store, "l", path)
+    with store.snapshot() as snap:
+        before = snap.scalar(select(func.count(HashEntry.id)))
+        path.write_text(f"md5 {'a' * 32}\nmd5 {'b' * 32}\n")
+        import_list(store, "l", path)  # committed by another connection meanwhile
+        during = snap.scalar(select(func.count(HashEntry.id)))
+    with store.session() as s:
+        after = s.scalar(select(func.count(HashEntry.id)))
+    assert (before, during, after) == (1, 1, 2)
+    store.dispose()

@@ -67,7 +67,9 @@ class WorkerContext:
         (retracted, restored, re-labelled) are replayed from ``hash_changes``. A change of a
         list's threshold, or a brute-force index grown past its size, means a full reload.
         """
-        with self.store.session() as session:
+        # One snapshot for the whole refresh: an import committing meanwhile is seen
+        # entirely (next time) or not at all, never half (a batch matched against a mix).
+        with self.store.snapshot() as session:
             generation = tuple(
                 session.execute(
                     select(func.count(HashList.id), func.max(HashList.updated_at))
@@ -82,7 +84,7 @@ class WorkerContext:
                 self._apply_changes(session)
         assert self.matcher is not None
         if isinstance(self.matcher.pdq, LinearPDQIndex) and len(self.matcher.pdq) > LINEAR_BELOW:
-            with self.store.session() as session:
+            with self.store.snapshot() as session:
                 self._full_reload(session)  # big enough now for the multi-index
         self.generation = generation
         self._list_thresholds = thresholds

@@ -108,6 +108,22 @@ class Store:
             yield session
 
     @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read-only session whose queries all see one state of the store: a worker
+        loading the index across several queries must not see half of an import committed
+        between two of them. PostgreSQL: REPEATABLE READ; SQLite: one explicit read
+        transaction (the driver would run each SELECT on its own)."""
+        with self._sessions() as session:
+            if self.engine.dialect.name == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            else:
+                session.connection().exec_driver_sql("BEGIN")
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    @contextmanager
     def exclusive(self, name: str, *, wait: bool = True, timeout: float = 600.0) -> Iterator[bool]:
         """Hold a lock named ``name`` across every process using this store; yields whether
         it was acquired (``wait=False`` gives up at once when someone else holds it).
