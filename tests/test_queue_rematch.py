@@ -181,6 +181,11 @@ def test_cli_import_queues_it_and_rematch_wait_runs_it(stored: Store, tmp_path: 
     imported = runner.invoke(cli, ["lists", "import", str(path), "--name", "later"], env=env)
     assert imported.exit_code == 0, imported.output
     assert "rematch" in imported.stderr and "1 job(s)" in imported.stderr
+    task = imported.stderr.split("(rematch ")[1].split(",")[0]
+    status = runner.invoke(cli, ["rematch", "--status", task, "--json"], env=env)
+    assert json.loads(status.stdout)["done"] == 0 and json.loads(status.stdout)["jobs"] == 1
+    missing = runner.invoke(cli, ["rematch", "--status", "nope"], env=env)
+    assert missing.exit_code == 2 and "no rematch task 'nope'" in missing.stderr
     waited = runner.invoke(cli, ["rematch", "--list", "later", "--wait", "--json"], env=env)
     assert waited.exit_code == 0, waited.output
     assert json.loads(waited.stdout)["matches"] == 3

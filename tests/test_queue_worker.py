@@ -139,3 +139,47 @@ def test_high_priority_batches_are_taken_first(
         job.refresh()
     finished = sorted(jobs, key=lambda j: j.ended_at)
     assert [j.args[0] for j in finished] == ["urgent", "urgent", "routine", "routine"]
+
+
+def test_a_rematch_killed_mid_job_resumes_without_duplicates(
+    tmp_path: Path, redis_url: str, redis_client: Redis
+) -> None:
+    """A worker killed while matching a range records nothing of it (one transaction); the
+    job is requeued like any batch, and the rescuer's matches are exactly the right ones."""
+    import numpy as np
+
+    from arachne.queue.rematch import Selection, enqueue_rematch
+    from arachne.store.hashlists import import_list
+    from arachne.store.models import Match
+    from benchmarks.rematch import fill_store, planted_list
+
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url, retry_backoff=[1])
+    store = Store.open(settings)
+    rng = np.random.default_rng(5)
+    words = fill_store(store, 60_000, rng)  # 60k images: a second or more of matching
+    hexes = planted_list(words, 3_000, rng, most_flips=20)  # 30 planted: all within 31
+    path = tmp_path / "l.txt"
+    path.write_text("".join(f"pdq {h}\n" for h in hexes))
+    import_list(store, "l", path)
+    queue = image_queue(redis_client, settings)
+    enqueue_rematch(store, redis_client, settings, Selection("l", 1, review=False), queue)
+    assert queue.count == 1
+
+    victim = _worker(settings, burst=False)
+    registry = StartedJobRegistry(queue=queue)
+    deadline = time.monotonic() + 60
+    while registry.count == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert registry.count == 1, "the worker never started the rematch"
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    with store.session() as s:
+        assert s.scalar(select(func.count()).select_from(Match)) == 0  # nothing half-recorded
+    assert maintain_queue(redis_client, settings, now=time.time() + 600) == 1
+    rescuer = _worker(settings, burst=True)
+    assert rescuer.wait(180) == 0
+    with store.session() as s:
+        pairs = s.execute(select(Match.sighting_id, Match.entry_id)).all()
+    assert len(pairs) == len(set(pairs)) >= 30  # every planted entry found, none twice
+    state = queue_state(redis_client, settings)
+    assert state.idle and state.failed == 0

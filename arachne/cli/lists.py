@@ -305,6 +305,7 @@ def _queue_rematch(ctx: Ctx, name: str, version: int, *, quiet: bool) -> str | N
     "at most 10,000 PDQ entries are matched: the band makes big rematches ~10x slower].",
 )
 @click.option("--wait", is_flag=True, help="Run it here, in the foreground, with progress.")
+@click.option("--status", "task", metavar="TASK", help="Progress of a queued rematch, and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_ctx
 def rematch(
@@ -314,6 +315,7 @@ def rematch(
     version: int | None,
     review: bool | None,
     wait: bool,
+    task: str | None,
     as_json: bool,
 ) -> None:
     """Match list entries against every image already hashed (of CAMPAIGN, or all), from
@@ -325,6 +327,9 @@ def rematch(
 
     if version is not None and list_name is None:
         raise click.UsageError("--version needs --list")
+    if task is not None:
+        _show_progress(ctx, task, as_json)
+        return
     sel = Selection(list_name, version, campaign, review)
     with operator_errors():
         store = Store.open(ctx.settings)
@@ -353,3 +358,21 @@ def rematch(
             f"rematched {total['images']} stored images: {total['matches']} new match(es) on "
             f"{total['matched_images']} image(s){reviewed}"
         )
+
+
+def _show_progress(ctx: Ctx, task: str, as_json: bool) -> None:
+    from arachne.errors import ArachneError
+    from arachne.queue.connection import redis_from_url, redis_url_for
+    from arachne.queue.rematch import progress
+
+    with operator_errors(), redis_url_for(ctx.settings) as url:
+        state = progress(redis_from_url(url), task)
+        if not state:
+            raise ArachneError(f"no rematch task {task!r} (tasks are kept 30 days)")
+    if as_json:
+        echo_json(state)
+        return
+    click.echo(
+        f"rematch {task}: {state['done']} of {state['jobs']} job(s) done, {state['images']} "
+        f"images, {state['matches']} new match(es), {state.get('review_items', 0)} near miss(es)"
+    )
