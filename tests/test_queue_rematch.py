@@ -279,3 +279,30 @@ def test_many_ranges_in_forked_processes_find_the_same(
         "http://c1.example/img/0.jpg", "http://c2.example/img/0.jpg", "http://c1.example/img/1.jpg"
     }  # fmt: skip
     assert rematch_now(stored, settings, Selection("later", 1))["matches"] == 0
+
+
+def test_retroactive_matches_open_incidents_like_crawled_ones(
+    stored: Store, tmp_path: Path
+) -> None:
+    """Notices are built from incidents: a rematch's matches open them as a crawl's do,
+    and a retracted entry's matches stop counting."""
+    from arachne.notices.incidents import sync_incidents
+    from arachne.store.listversions import retract_ids
+    from arachne.store.models import Incident, utcnow
+
+    settings = settings_of(stored)
+    path = tmp_path / "ids.csv"
+    path.write_text(
+        f"pdq,id\n{hashes_of(rotated(PICTURES[0])).pdq},rot\n{hashes_of(PICTURES[4]).pdq},plain\n"
+    )
+    import_list(stored, "ids", path)
+    rematch_now(stored, settings, Selection("ids", 1))
+    with stored.session() as session:
+        report = sync_incidents(session, settings, utcnow())
+        urls = sorted(session.scalars(select(Incident.url)))
+    assert report.opened == 3
+    assert urls == ["http://c1.example/img/0.jpg", "http://c1.example/img/4.jpg",
+                    "http://c2.example/img/0.jpg"]  # fmt: skip
+    retract_ids(stored, "ids", ["plain"])
+    with stored.session() as session:
+        assert sync_incidents(session, settings, utcnow()).total == 2
