@@ -15,6 +15,7 @@ from arachne.cli import (  # noqa: F401
     results,
     review,
     tools,
+    users,
 )
 from arachne.cli.base import cli
 
