@@ -66,18 +66,8 @@ def pack(hashes: ImageHashes) -> bytes | None:
 def unpack(blob: bytes) -> StoredQueries:
     if len(blob) < 4 or blob[0] != VERSION:
         raise ValueError(f"not a version-{VERSION} packed PDQ query set")
-    flags = blob[1]
-    labels: list[str] = []
-    trimmed: list[bool] = []
-    if flags & _DIHEDRAL:
-        labels += PDQ.VARIANTS
-        trimmed += [False] * len(PDQ.VARIANTS)
-    if flags & _UP2:
-        labels.append(UPSCALED_VARIANT)
-        trimmed.append(False)
-    if flags & _TRIMMED:
-        labels += [TRIM_PREFIX + v for v in PDQ.VARIANTS]
-        trimmed += [True] * len(PDQ.VARIANTS)
+    labels = [LABELS[i] for i in _layout(blob[1])]
+    trimmed = [label.startswith(TRIM_PREFIX) for label in labels]
     body = blob[4:]
     if len(body) != _HASH * len(labels):
         raise ValueError(f"packed PDQ query set of {len(blob)} bytes does not match its flags")

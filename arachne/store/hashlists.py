@@ -41,11 +41,10 @@ from arachne.store.listversions import (
 from arachne.store.models import HashEntry, HashList, utcnow
 
 _ENTRIES = HashEntry.__table__
-# Rows per INSERT executemany batch, ids per ``IN (...)`` list: well under SQLite's
+# Rows per INSERT executemany batch: well under SQLite's
 # 32,766-variable limit and PostgreSQL's 65,535 parameters, big enough to amortise trips.
 _INSERT_CHUNK = 10_000
 _IMPORT_LOCK = 0x4C697374  # PostgreSQL advisory lock key shared by every list import
-_ID_CHUNK = 900
 _STREAM_CHUNK = 10_000
 
 

@@ -26,6 +26,7 @@ from arachne.store.models import AuditLog, HashChange, HashEntry, HashList, Hash
 
 _ENTRIES = HashEntry.__table__
 _ID_CHUNK = 900
+_WRITE_CHUNK = 10_000  # rows per executemany
 CLI_ACTOR = "cli"
 
 # An entry's state as a rollback restores it: (retracted?, (category, external_id, threshold)).
@@ -115,8 +116,8 @@ def log_changes(
         }
         for entry_id, (deleted, meta) in dict(befores).items()
     ]
-    for start in range(0, len(rows), 10_000):
-        session.execute(HashChange.__table__.insert(), rows[start : start + 10_000])
+    for start in range(0, len(rows), _WRITE_CHUNK):
+        session.execute(HashChange.__table__.insert(), rows[start : start + _WRITE_CHUNK])
 
 
 def active_by_kind(session: Session, list_id: int) -> dict[str, int]:
@@ -206,7 +207,7 @@ def _apply_states(
 
 def set_labels(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Entries' category, external id and threshold, by ``_id``, in chunks."""
-    for start in range(0, len(rows), 10_000):
+    for start in range(0, len(rows), _WRITE_CHUNK):
         session.execute(
             update(_ENTRIES)
             .where(_ENTRIES.c.id == bindparam("_id"))
@@ -215,7 +216,7 @@ def set_labels(session: Session, rows: Sequence[dict[str, Any]]) -> None:
                 external_id=bindparam("external_id"),
                 threshold=bindparam("threshold"),
             ),
-            rows[start : start + 10_000],
+            rows[start : start + _WRITE_CHUNK],
         )
 
 
