@@ -242,6 +242,33 @@ def begin_run(store: Store, redis: Redis, name: str) -> tuple[int, bool]:
     return number, new
 
 
+CONTROL_ACTIONS = ("pause", "resume", "cancel")
+
+
+def control_campaign(store: Store, redis: Redis, name: str, action: str) -> int:
+    """An operator's pause, resume or cancel of campaign ``name``'s latest run (the CLI and
+    the dashboard's API both call this); returns the run's number.
+
+    The store records the run's status; the Redis control key tells the spiders and workers
+    at work at once. Raises UnknownCampaign, or RunStateError when the run cannot go there.
+    """
+    from arachne.crawler.frontier import Frontier  # the crawler sits upstream: load late
+    from arachne.store.runs import control_run
+
+    if action not in CONTROL_ACTIONS:
+        raise ValueError(action)
+    with store.session() as session:
+        number = control_run(session, name, action).number
+    key = keys.run_control(name, number)
+    if action == "resume":
+        redis.delete(key)
+    else:
+        redis.set(key, "paused" if action == "pause" else "cancelled")
+    if action == "cancel":  # nothing of its frontier will be crawled: free it
+        Frontier(redis, name, number).clear()
+    return number
+
+
 def run_lock(name: str) -> str:
     """The store lock a run of campaign ``name`` holds (names may hold any character)."""
     return "run-" + hashlib.sha1(name.encode()).hexdigest()[:16]

@@ -228,6 +228,25 @@ class Settings(BaseSettings):
     # dashboard
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8377
+    dashboard_metrics_open: bool = Field(
+        False,
+        description="Serve /metrics without a token (only on a trusted scrape network).",
+    )
+    dashboard_secret_key: str | None = Field(
+        None,
+        description="Fernet key (32 url-safe base64 bytes) encrypting session cookies; "
+        "default: one kept in <data_dir>/dashboard.key (created 0600 on first use).",
+    )
+    dashboard_tls_cert: Path | None = Field(
+        None, description="PEM certificate: serve the dashboard over HTTPS (Secure cookies)."
+    )
+    dashboard_tls_key: Path | None = Field(None, description="PEM private key for the certificate.")
+    dashboard_session_hours: float = Field(
+        12, gt=0, description="Hours a console login lasts without activity."
+    )
+    dashboard_login_attempts: int = Field(
+        5, ge=1, description="Failed logins allowed per client and per name in 15 minutes."
+    )
 
     @field_validator("redis_url")
     @classmethod

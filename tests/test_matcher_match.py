@@ -333,3 +333,62 @@ def test_uses_the_given_pdq_index() -> None:
     assert len(matcher) == 2
     index.remove([1])  # a retraction applied to the index takes effect
     assert matcher.match(hashes_with(variants)) == []
+
+
+# --- bare hashes (the match API) ---------------------------------------------------------------
+
+
+def test_match_pdq_applies_each_entrys_threshold_per_hash() -> None:
+    rng = np.random.default_rng(7)
+    q1, q2, unrelated = random_hashes(rng, 3)
+    near20, near36 = flip_bits(rng, q1, 20), flip_bits(rng, q1, 36)
+    matcher = Matcher(
+        [
+            (1, 1, "pdq", near20, 10),  # tighter than 20
+            (2, 2, "pdq", near20, None),  # the default, 31
+            (3, 3, "pdq", near36, 40),  # looser: the query radius must reach 36
+            (4, 2, "pdq", near36, None),
+            (5, 2, "pdq", q2, None),
+        ]
+    )
+    original = PDQ.VARIANTS[0]
+    assert matcher.match_pdq([q1, unrelated, q2, q1]) == [
+        [
+            MatchDecision(2, "near", "pdq", 20, original),
+            MatchDecision(3, "near", "pdq", 36, original),
+        ],
+        [],
+        [MatchDecision(5, "near", "pdq", 0, original)],
+        [
+            MatchDecision(2, "near", "pdq", 20, original),
+            MatchDecision(3, "near", "pdq", 36, original),
+        ],
+    ]
+    assert matcher.match_pdq([]) == []
+    # Thresholds follow later changes: entry 3 re-added at the default, entry 1 removed.
+    matcher.add_entries([(3, 3, "pdq", near36, None)])
+    matcher.remove_entries([(1, "pdq", near20)])
+    assert [d.entry_id for d in matcher.match_pdq([q1])[0]] == [2]
+
+
+def test_match_hashes_answers_each_query_in_order() -> None:
+    rng = np.random.default_rng(8)
+    (pdq,) = random_hashes(rng, 1)
+    md5 = "a" * 32
+    matcher = Matcher(
+        [(1, 1, "md5", md5, None), (2, 1, "md5", md5, None), (3, 1, "pdq", pdq, None)]
+    )
+    decisions = matcher.match_hashes(
+        [("pdq", flip_bits(rng, pdq, 5)), ("md5", md5), ("sha1", "a" * 40), ("md5", "b" * 32),
+         ("pdq", pdq)]
+    )  # fmt: skip
+    assert decisions == [
+        [MatchDecision(3, "near", "pdq", 5, "original")],
+        [MatchDecision(1, "exact", "md5", 0), MatchDecision(2, "exact", "md5", 0)],
+        [],
+        [],
+        [MatchDecision(3, "near", "pdq", 0, "original")],
+    ]
+    assert matcher.match_hashes([]) == []
+    # A bare PDQ hash is matched as given: no quality floor and no variants.
+    assert Matcher([(1, 1, "pdq", pdq, None)], min_quality=101).match_pdq([pdq])[0] != []

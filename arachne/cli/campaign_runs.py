@@ -22,26 +22,13 @@ _DONE = {
 
 
 def _control(ctx: Ctx, name: str, action: str) -> None:
-    from arachne.crawler.frontier import Frontier
-    from arachne.queue import keys
     from arachne.queue.connection import redis_from_url, redis_url_for
+    from arachne.runner import control_campaign
     from arachne.store.db import Store
-    from arachne.store.runs import control_run
 
     s = ctx.settings
-    with operator_errors():
-        store = Store.open(s)
-        with store.session() as session:
-            number = control_run(session, name, action).number
-        with redis_url_for(s) as url:
-            redis = redis_from_url(url)
-            key = keys.run_control(name, number)
-            if action == "resume":
-                redis.delete(key)
-            else:
-                redis.set(key, "paused" if action == "pause" else "cancelled")
-            if action == "cancel":  # nothing of its frontier will be crawled: free it
-                Frontier(redis, name, number).clear()
+    with operator_errors(), redis_url_for(s) as url:
+        number = control_campaign(Store.open(s), redis_from_url(url), name, action)
     click.echo(f"run {number} of {name!r} " + _DONE[action].format(name=name))
 
 

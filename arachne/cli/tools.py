@@ -50,13 +50,21 @@ def hash_cmd(ctx: Ctx, files: tuple[Path, ...], reference: bool, as_json: bool) 
 def dashboard(ctx: Ctx, host: str | None, port: int | None) -> None:
     """Serve the web dashboard and JSON API."""
     from arachne.dashboard.app import run_dashboard
+    from arachne.store.users import any_users
 
     extra = {k: v for k, v in (("dashboard_host", host), ("dashboard_port", port)) if v}
     settings = ctx.settings_with(**extra)
+    scheme = "https" if settings.dashboard_tls_cert else "http"
     click.echo(
-        f"dashboard on http://{settings.dashboard_host}:{settings.dashboard_port}/", err=True
+        f"dashboard on {scheme}://{settings.dashboard_host}:{settings.dashboard_port}/", err=True
     )
     with operator_errors():
+        if not any_users(settings):
+            click.echo(
+                "no console user yet: nothing is shown until you create one with "
+                "`arachne users add NAME --role admin`",
+                err=True,
+            )
         run_dashboard(settings)
 
 

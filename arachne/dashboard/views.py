@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from functools import partial
 from itertools import groupby
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 from jinja2 import Environment
@@ -24,6 +26,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arachne.dashboard import reads, series
+from arachne.dashboard.security import CSRF, IDENTITY
 from arachne.errors import ConfigError, UnknownCampaign
 from arachne.notices.listing import notice_list
 from arachne.notices.stats import removal_stats
@@ -41,15 +45,16 @@ T = TypeVar("T")
 PAGE_MATCHES = 500
 #: Largest ``limit`` the JSON API accepts in one request.
 API_MAX_LIMIT = 10_000
+MAX_OFFSET = 2**62
 
 
 @dataclass(frozen=True)
 class LiveFigures:
-    """One read of Redis for a request: queue depth, raw counters, optional timeline."""
+    """One read of Redis for a request: queue depth and raw counters (the charts' timeline
+    is read by series.py, on its own endpoint)."""
 
     queue_depth: int
     counters: dict[str, dict[str, int]]
-    timeline: dict[int, dict[str, int]]
 
 
 class LiveSource:
@@ -74,7 +79,7 @@ class LiveSource:
                 return None
         return self._redis
 
-    def figures(self, campaigns: list[str], timeline_of: str | None = None) -> LiveFigures | None:
+    def figures(self, campaigns: list[str]) -> LiveFigures | None:
         redis = self._client()
         if redis is None:
             return None
@@ -82,12 +87,26 @@ class LiveSource:
             return LiveFigures(
                 queue_depth=sum(q.count for q in image_queues(redis, self.settings)),
                 counters={name: Stats(redis, name).get_all() for name in campaigns},
-                timeline=Stats(redis, timeline_of).timeline() if timeline_of else {},
             )
         except (RedisError, OSError) as exc:
             log.warning("live counters unavailable: %s", exc)
             if not self.settings.redis_url:
                 self.close()
+            return None
+
+    def board(self, campaigns: list[str]) -> dict[str, Any] | None:
+        """Queues per priority, rq workers and batches, each campaign's rates (None: down)."""
+        redis = self._client()
+        if redis is None:
+            return None
+        try:
+            return {
+                "queues": series.queue_depths(redis, self.settings),
+                "rq": asdict(series.rq_summary(redis, self.settings)),
+                "rates": series.rates(redis, campaigns),
+            }
+        except (RedisError, OSError) as exc:
+            log.warning("live queue figures unavailable: %s", exc)
             return None
 
     def run_reader(self, name: str) -> LiveRun:
@@ -110,43 +129,68 @@ SETTINGS = web.AppKey("settings", Settings)
 
 
 def read_overview(store: Store, live: LiveSource) -> dict[str, Any]:
+    """Every campaign with its figures, plus what the overview shows of the whole system."""
     with store.session() as session:
-        names = list(session.scalars(select(Campaign.name).order_by(Campaign.created_at.desc())))
+        stored = session.execute(
+            select(Campaign.name, Campaign.stats).order_by(Campaign.created_at.desc())
+        ).all()
+        names = [name for name, _ in stored]
         figures = live.figures(names)
-        rows = [
-            campaign_summary(session, name, figures.counters.get(name) if figures else None)
-            for name in names
-        ]
+        board = live.board(names) if figures else None
+        rows, errors = [], Counter[str]()
+        for name, snapshot in stored:
+            counters = figures.counters.get(name) if figures else None
+            row = campaign_summary(session, name, counters)
+            row["rates"] = board["rates"].get(name) if board else None
+            rows.append(row)
+            # An empty live hash means the snapshot stands in (as in campaign_summary).
+            errors.update(errors_by_reason(counters or snapshot or {}))
+        today = reads.today(session)
     return {
+        "generated_at": datetime.now(UTC).isoformat(),
         "live": figures is not None,
+        "redis_banner": figures is None and any(r["status"] == "running" for r in rows),
         "queue_depth": figures.queue_depth if figures else None,
+        "queues": board["queues"] if board else [],
+        "rq": board["rq"] if board else None,
+        "errors_by_reason": dict(errors.most_common()),
+        "today": today,
         "campaigns": rows,
     }
 
 
-def read_campaign(store: Store, live: LiveSource, name: str) -> dict[str, Any]:
-    """Everything the campaign page shows; raises UnknownCampaign."""
+def read_campaign(
+    store: Store, live: LiveSource, name: str, errors: reads.ErrorFilter | None = None
+) -> dict[str, Any]:
+    """Everything the campaign page shows (``errors``: which error URLs); raises
+    UnknownCampaign. Without ``errors`` only the figures (the stats API and its polling)."""
     with store.session() as session:
         campaign = get_campaign(session, name)
-        figures = live.figures([name], timeline_of=name)
+        figures = live.figures([name])
         counters = figures.counters.get(name) if figures else None
         summary = campaign_summary(session, name, counters, live.run_reader(name))
-        matches, total = _matches(session, campaign.id, PAGE_MATCHES, 0)
-        notices = _notices(session, name)
         removal = removal_stats(session, live.settings, name)
+        page: dict[str, Any] = {}
+        if errors is not None:
+            matches, total = _matches(session, campaign.id, PAGE_MATCHES, 0)
+            page = {
+                "matches": matches,
+                "matches_total": total,
+                "notices": _notices(session, name),
+                "top_hosts": reads.top_hosts(session, campaign.id),
+                "error_urls": reads.error_urls(session, campaign.id, errors),
+            }
     # Same fallback as campaign_summary: an empty live hash means the snapshot stands in.
     counted = counters or dict(campaign.stats or {})
     return {
         "summary": summary,
         "live": figures is not None,
+        "redis_banner": figures is None and summary["status"] == "running",
         "queue_depth": figures.queue_depth if figures else None,
         "counters": counters,
         "errors_by_reason": errors_by_reason(counted),
-        "timeline": figures.timeline if figures else {},
-        "matches": matches,
-        "matches_total": total,
-        "notices": notices,
         "removal": removal,
+        **page,
     }
 
 
@@ -222,57 +266,15 @@ def group_by_host(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return groups
 
 
-# -- /metrics ------------------------------------------------------------------------
-
-
-Sample = tuple[dict[str, str], int]
-
-
-def metrics_text(overview: dict[str, Any], queue_name: str) -> str:
-    """Prometheus text exposition format (0.0.4), written by hand."""
-    rows = overview["campaigns"]
-
-    def per_campaign(key: str) -> list[Sample]:
-        return [({"campaign": r["campaign"]}, r[key]) for r in rows]
-
-    families: list[tuple[str, str, str, list[Sample]]] = [
-        ("arachne_live_up", "gauge", "1 if live counters (Redis) are readable.",
-         [({}, int(overview["live"]))]),
-        ("arachne_pages_crawled_total", "counter", "Pages crawled.", per_campaign("pages")),
-        ("arachne_images_fetched_total", "counter", "Images fetched.",
-         per_campaign("images_fetched")),
-        ("arachne_images_hashed_total", "counter", "Image URLs recorded with a hash.",
-         per_campaign("images_hashed")),
-        ("arachne_matches_total", "counter", "Matched image URLs by match kind.",
-         [({"campaign": r["campaign"], "kind": kind}, r["matches"][kind])
-          for r in rows for kind in ("exact", "near")]),
-        ("arachne_notices_total", "counter", "Notices by status.",
-         [({"campaign": r["campaign"], "status": status}, n)
-          for r in rows for status, n in sorted(r["notices"].items()) if status != "total"]),
-    ]  # fmt: skip
-    if overview["queue_depth"] is not None:  # an unknown depth is absent, not 0
-        families.insert(1, ("arachne_queue_depth", "gauge", "Jobs waiting in the image queue.",
-                            [({"queue": queue_name}, overview["queue_depth"])]))  # fmt: skip
-    out: list[str] = []
-    for name, kind, help_, samples in families:
-        out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
-        for labels, value in samples:
-            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            out.append(f"{name}{{{text}}} {value}" if text else f"{name} {value}")
-    return "\n".join(out) + "\n"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 # -- handlers ------------------------------------------------------------------------
 
 
 def render(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
-    html = request.app[TEMPLATES].get_template(template).render(**context)
+    # Every page gets who is looking and the CSRF token its forms and fetch() calls need.
+    extra = {"identity": request.get(IDENTITY), "csrf_token": request.get(CSRF)}
+    html = request.app[TEMPLATES].get_template(template).render(**extra, **context)
     return web.Response(text=html, status=status, content_type="text/html")
 
 
@@ -295,10 +297,25 @@ async def index(request: web.Request) -> web.Response:
 
 async def campaign(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    data = await _read(request, read_campaign, request.app[LIVE], name)
+    errors = error_filter(request.query, prefix="err_")
+    data = await _read(request, read_campaign, request.app[LIVE], name, errors)
     data["hosts"] = group_by_host(data["matches"])
-    data["refresh"] = data["summary"]["status"] == "running"
+    data["errors_pages"] = _pages(request, data["error_urls"], "err_")
     return render(request, "campaign.html", data)
+
+
+def _pages(request: web.Request, found: dict[str, Any], prefix: str) -> dict[str, str | None]:
+    """Query strings of the previous and next page of a paged table (None at either end)."""
+    limit, offset, total = found["limit"], found["offset"], found["total"]
+
+    def at(to: int) -> str:
+        query = {k: v for k, v in request.query.items() if k != prefix + "offset"}
+        return "?" + urlencode({**query, prefix + "offset": to}) if to else "?" + urlencode(query)
+
+    return {
+        "prev": at(max(offset - limit, 0)) if offset > 0 else None,
+        "next": at(offset + limit) if offset + limit < total else None,
+    }
 
 
 async def api_campaigns(request: web.Request) -> web.Response:
@@ -313,6 +330,7 @@ async def api_stats(request: web.Request) -> web.Response:
             **data["summary"],
             "queue_depth": data["queue_depth"],
             "live_available": data["live"],
+            "redis_banner": data["redis_banner"],
             "removal": data["removal"],
             "live": data["counters"],
             "errors_by_reason": data["errors_by_reason"],
@@ -336,21 +354,31 @@ async def api_removal(request: web.Request) -> web.Response:
     return json_response(await _read(request, read_removal, settings, request.match_info["name"]))
 
 
-async def metrics(request: web.Request) -> web.Response:
-    overview = await _read(request, read_overview, request.app[LIVE])
-    text = metrics_text(overview, request.app[SETTINGS].queue_name)
-    return web.Response(
-        body=text.encode(),
-        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
-    )
-
-
 def _int_param(request: web.Request, key: str, default: int, low: int, high: int | None) -> int:
-    raw = request.query.get(key)
-    if raw is None:
+    return _int(request.query.get(key), default, low, high, key)
+
+
+def _int(raw: str | None, default: int, low: int, high: int | None, key: str) -> int:
+    if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
         raise web.HTTPBadRequest(text=f"{key} must be an integer") from None
-    return max(low, value if high is None else min(value, high))
+    # No query offset passes 2^62: larger ones overflow the databases' 64-bit integers.
+    return max(low, min(value, MAX_OFFSET if high is None else high))
+
+
+def error_filter(query: Any, prefix: str = "", limit: int = reads.PAGE_ERRORS) -> reads.ErrorFilter:
+    """An error-URL filter from query parameters (``{prefix}reason``, host, q, limit, offset)."""
+
+    def text(key: str) -> str | None:
+        return (query.get(prefix + key) or "").strip()[:500] or None
+
+    return reads.ErrorFilter(
+        reason=text("reason"),
+        host=text("host"),
+        text=text("q"),
+        limit=_int(query.get(prefix + "limit"), limit, 1, API_MAX_LIMIT, prefix + "limit"),
+        offset=_int(query.get(prefix + "offset"), 0, 0, None, prefix + "offset"),
+    )

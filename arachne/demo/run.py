@@ -10,6 +10,7 @@ one re-check, and the time to removal.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import sys
@@ -40,8 +41,9 @@ from arachne.settings import Settings
 from arachne.store.campaigns import create_campaign, delete_campaign
 from arachne.store.db import Store
 from arachne.store.hashlists import import_list
-from arachne.store.models import Host
+from arachne.store.models import Host, User
 from arachne.store.summary import campaign_matches, campaign_summary
+from arachne.store.users import add_user, remove_user
 
 CAMPAIGN = "demo"
 LIST_NAME = "demo-known"
@@ -156,6 +158,7 @@ def run_demo(
                     session, CAMPAIGN, [manifest.seed_url], scope.as_json(), actor="demo"
                 )
 
+            login = demo_admin(store)
             dash_port = free_port()
             dash_env = s.child_env()
             dash_env.update(
@@ -171,6 +174,7 @@ def run_demo(
             )
             dashboard_url = f"http://127.0.0.1:{dash_port}/campaigns/{CAMPAIGN}"
             say(f"demo: dashboard at {dashboard_url}")
+            say(f"demo: dashboard login {login['name']} / {login['password']} (throwaway admin)")
             try:
                 say("demo: crawling with 2 workers ...")
                 summary = run_campaign(
@@ -228,6 +232,7 @@ def run_demo(
                 }
                 summary["ground_truth"] = verify(manifest, matched)
                 summary["dashboard_url"] = dashboard_url
+                summary["dashboard_login"] = login
                 summary["data_dir"] = str(s.data_dir)
                 summary["elapsed_seconds"] = round(time.monotonic() - started, 1)
                 if not quiet:
@@ -260,6 +265,10 @@ def run_demo(
                         f"`arachne --data-dir {settings.data_dir} demo --serve`, or "
                         f"`ARACHNE_DATA_DIR={s.data_dir} arachne dashboard` for the stored results)"
                     )
+                    click.echo(
+                        f"dashboard login: {login['name']} / {login['password']} "
+                        "(a throwaway admin, new at every demo run)"
+                    )
                     click.echo(f"finished in {summary['elapsed_seconds']} s")
                 if serve:
                     click.echo("serving the demo site and dashboard; Ctrl-C to stop", err=True)
@@ -273,3 +282,17 @@ def run_demo(
                 dashboard.wait(10)
             store.dispose()
     return summary
+
+
+DEMO_ADMIN = "demo-admin"
+
+
+def demo_admin(store: Store) -> dict[str, str]:
+    """A throwaway admin for the demo's dashboard, with a new random password each run."""
+    password = secrets.token_urlsafe(12)
+    with store.session() as session:
+        if session.scalar(select(User.id).where(User.name == DEMO_ADMIN)) is not None:
+            remove_user(session, DEMO_ADMIN, actor="demo")
+    with store.session() as session:
+        add_user(session, DEMO_ADMIN, "admin", password, actor="demo")
+    return {"name": DEMO_ADMIN, "password": password}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from arachne.matcher.hashing import ImageHashes
@@ -76,6 +76,37 @@ class Matcher:
 
     def __len__(self) -> int:
         return len(self.exact) + len(self.pdq)
+
+    def match_hashes(self, queries: Sequence[tuple[str, str]]) -> list[list[MatchDecision]]:
+        """Bare ``(hash kind, value)`` queries, each on its own (no image, so no variants and
+        no quality floor): digests by equality, PDQ as in ``match_pdq``, the PDQ ones of the
+        batch in one index query. Values are normalised hex (``HashKind.validate``)."""
+        out: list[list[MatchDecision]] = [[] for _ in queries]
+        pdq_at = [i for i, (kind, _) in enumerate(queries) if kind == PDQ.name]
+        for i, (kind, value) in enumerate(queries):
+            if kind != PDQ.name:
+                out[i] = [
+                    MatchDecision(e, "exact", kind, 0) for e in self.exact.lookup(kind, value)
+                ]
+        found = self.match_pdq([queries[i][1] for i in pdq_at])
+        for i, decisions in zip(pdq_at, found, strict=True):
+            out[i] = decisions
+        return out
+
+    def match_pdq(self, hashes: Sequence[str]) -> list[list[MatchDecision]]:
+        """Per PDQ hash, as given: the entries within their own threshold (kind ``near``,
+        variant ``original``), by entry id. One index query for the whole batch."""
+        if not hashes:
+            return []
+        original = PDQ.VARIANTS[0]
+        return [
+            [
+                MatchDecision(entry_id, "near", PDQ.name, dist, original)
+                for entry_id, dist in sorted(hits)
+                if dist <= self._thresholds.get(entry_id, self.default_threshold)
+            ]
+            for hits in self.pdq.query(hashes, self._max_threshold)
+        ]
 
     def match(self, hashes: ImageHashes) -> list[MatchDecision]:
         """Exact and PDQ matches (distance within the entry's threshold)."""

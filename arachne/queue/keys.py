@@ -37,6 +37,13 @@ def campaign_timeline(campaign: str) -> str:
     return f"{PREFIX}:campaign:{campaign}:timeline"
 
 
+def campaign_timeline_fine(campaign: str, hour: int) -> str:
+    """HASH of one hour's (unix time // 3600) 10-second counters for short runs' charts:
+    field ``{unix_time // 10}/{stat}``; each hour's hash expires two hours after its last
+    write (dashboard/series.py reads the current and the previous hour)."""
+    return f"{PREFIX}:campaign:{campaign}:timeline10s:{hour}"
+
+
 def campaign_keys(campaign: str) -> list[str]:
     """The keys of a campaign as a whole; its runs' keys start with ``run_prefix``."""
     return [

@@ -37,6 +37,9 @@ IMAGES_CANCELLED = "queue/images_cancelled"  # dropped: their run was cancelled
 
 TIMELINE_STATS = (PAGES_CRAWLED, IMAGES_QUEUED, IMAGES_FETCHED, HASHED, IMAGES_MATCHED)
 TIMELINE_TTL = 7 * 24 * 3600
+#: 10-second buckets for the last hours, so a 20-second demo draws a curve, not one point.
+FINE_SECONDS = 10
+FINE_TTL = 2 * 3600
 
 
 class Stats:
@@ -51,7 +54,9 @@ class Stats:
         counts = {k: v for k, v in counts.items() if v}
         if not counts:
             return
-        minute = int(time.time() // 60)
+        now = time.time()
+        minute, tick = int(now // 60), int(now // FINE_SECONDS)
+        fine = keys.campaign_timeline_fine(self.campaign, int(now // 3600))
         pipe = self.redis.pipeline(transaction=False)
         for key, n in counts.items():
             pipe.hincrby(keys.campaign_stats(self.campaign), key, n)
@@ -59,7 +64,9 @@ class Stats:
                 pipe.hincrby(keys.run_stats(self.campaign, self.run), key, n)
             if key in TIMELINE_STATS:
                 pipe.hincrby(keys.campaign_timeline(self.campaign), f"{minute}/{key}", n)
+                pipe.hincrby(fine, f"{tick}/{key}", n)
         pipe.expire(keys.campaign_timeline(self.campaign), TIMELINE_TTL)
+        pipe.expire(fine, FINE_TTL)  # no-op when nothing was written to it
         pipe.execute()
 
     def inc(self, key: str, n: int = 1) -> None:

@@ -16,15 +16,17 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from arachne.errors import ArachneError
+from arachne.settings import Settings
 from arachne.store.models import ApiToken, AuditLog, User, utcnow
 
 ROLES = ("viewer", "operator", "admin")
 TOKEN_PREFIX = "arachne_"
 MIN_PASSWORD = 12
+LAST_USED_PRECISION = timedelta(seconds=60)
 _hasher = PasswordHasher()
 
 
@@ -148,7 +150,9 @@ def check_token(session: Session, secret: str, *, now: datetime | None = None) -
     now = now or utcnow()
     if token is None or _state(token, now) != "active":
         return None
-    token.last_used_at = now
+    # A write per request would serialise the API on the store: a minute's precision will do.
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
+        token.last_used_at = now
     return token
 
 
@@ -162,3 +166,20 @@ def _state(token: ApiToken, now: datetime) -> str:
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def has_users(session: Session) -> bool:
+    """Whether anyone can log in yet (until then the dashboard only says how to start)."""
+    return bool(session.scalar(select(exists().where(User.id.is_not(None)))))
+
+
+def any_users(settings: Settings) -> bool:
+    """``has_users`` for a caller without a store open (`arachne dashboard` at start)."""
+    from arachne.store.db import Store
+
+    store = Store.open(settings)
+    try:
+        with store.session() as session:
+            return has_users(session)
+    finally:
+        store.dispose()
