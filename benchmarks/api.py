@@ -6,8 +6,10 @@ Bank (fixed seed): ``--size`` random PDQ hashes, 5% of them near copies of other
 (benchmarks/matching.py's data), plus ``size / 100`` MD5 and as many SHA-256 entries, written
 as a text list and imported into a SQLite store with ``import_list`` (the real path, timed).
 The dashboard app (``create_app``: auth, audit, error middlewares and all) is served by
-aiohttp's ``AppRunner`` on 127.0.0.1 in a child process and loads the bank from the store
-on its first request, as in production. Requests carry a viewer token.
+aiohttp's ``AppRunner`` on 127.0.0.1 in a child process. It loads the bank from the store
+with its first request, sent as soon as it is up (a server left idle would start the load
+itself ``match_api.LOAD_AFTER_STARTUP`` seconds after startup). Requests carry a viewer
+token.
 
 Queries: 80% PDQ (20% stored hashes with 0-31 bits flipped: hits, 10% with 32-48: near
 misses, 70% random), 10% MD5 and 10% SHA-256 (half of each in the bank). Two loads, each for
@@ -263,8 +265,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         batch_bodies = [
             json.dumps({"queries": mix[i : i + BATCH]}).encode() for i in range(0, len(mix), BATCH)
         ]
-        # The server loads the bank on its first request; this process loads it for the
-        # baseline meanwhile (two cores, two loads).
+        # The first request, sent at once, makes the server load the bank; this process
+        # loads it for the baseline meanwhile (two cores, two loads).
         index = match_api.MatchIndex(settings, store)
         (first_s, first), _ = await asyncio.gather(
             post_once(url, token, batch_bodies[0]), asyncio.to_thread(index.refresh_if_stale)

@@ -311,3 +311,16 @@ def test_session_key_is_kept_private_and_reused(tmp_path) -> None:
     assert (tmp_path / "dashboard.key").stat().st_mode & 0o077 == 0
     with pytest.raises(ValueError):
         session_key(make_settings(tmp_path, dashboard_secret_key="too-short"))
+
+
+@pytest.mark.asyncio
+async def test_match_lookups_are_not_audited(settings, store, users) -> None:
+    async with client_for(settings) as client:
+        query = {"queries": [{"hash": "0" * 32, "hash_kind": "md5"}]}
+        bearer = {"Authorization": f"Bearer {users['viewer']}"}
+        resp = await client.post("/api/match", json=query, headers=bearer)
+        assert resp.status == 200 and (await resp.json())["results"][0]["result"] == "no-match"
+        assert "Set-Cookie" not in resp.headers  # a program gets no session
+    with store.session() as session:
+        actions = [a.action for a in session.scalars(select(AuditLog))]
+    assert not [a for a in actions if "/api/match" in a]

@@ -361,6 +361,8 @@ MALFORMED_FORMS = [  # each made aiohttp's reader raise, once a 500
      "Invalid HTTP header"),
     (b'--b\r\nContent-Disposition: form-data; name="_charset_"\r\n\r\n\xff\r\n--b--\r\n',
      "can't decode"),
+    (b'--b\r\nContent-Disposition: form-data; name="_charset_"\r\n\r\n' + b"u" * 40
+     + b"\r\n--b--\r\n", "Invalid default charset"),
 ]  # fmt: skip
 
 
@@ -407,7 +409,7 @@ def flaky_loads(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
 
 @pytest.mark.asyncio
 async def test_an_index_that_cannot_load_is_503_then_recovers(settings, tokens, monkeypatch):
-    monkeypatch.setattr(match_api, "LOAD_AT_STARTUP", False)  # the first request loads it
+    monkeypatch.setattr(match_api, "LOAD_AFTER_STARTUP", None)  # the first request loads it
     flaky_loads(monkeypatch, failures=1)
     body = {"queries": [{"hash": "0" * 32, "hash_kind": "md5"}]}
     async with client_for(settings) as client:
@@ -421,6 +423,7 @@ async def test_an_index_that_cannot_load_is_503_then_recovers(settings, tokens, 
 async def test_the_index_loads_from_startup_without_holding_it_up(
     settings, tokens, photo_hashes, monkeypatch
 ):
+    monkeypatch.setattr(match_api, "LOAD_AFTER_STARTUP", 0.0)
     monkeypatch.setattr(match_api, "REFRESH_EVERY", 3600.0)
     release, loads = threading.Event(), []
     real = match_api.MatchIndex.refresh_if_stale
@@ -450,6 +453,7 @@ async def test_the_index_loads_from_startup_without_holding_it_up(
 
 @pytest.mark.asyncio
 async def test_a_failed_startup_load_is_tried_again_by_a_request(settings, tokens, monkeypatch):
+    monkeypatch.setattr(match_api, "LOAD_AFTER_STARTUP", 0.0)
     calls = flaky_loads(monkeypatch, failures=1)
     body = {"queries": [{"hash": "0" * 32, "hash_kind": "md5"}]}
     async with client_for(settings) as client:
@@ -462,6 +466,16 @@ async def test_a_failed_startup_load_is_tried_again_by_a_request(settings, token
         status, answer = await post_json(client, tokens["viewer"], body)
     assert status == 200 and answer["results"][0]["result"] == "no-match"
     assert calls == [1, 1]
+
+
+@pytest.mark.asyncio
+async def test_an_app_that_stops_before_the_startup_delay_never_loads(settings, monkeypatch):
+    calls = flaky_loads(monkeypatch, failures=0)
+    monkeypatch.setattr(match_api, "LOAD_AFTER_STARTUP", 0.2)
+    async with client_for(settings) as client:
+        assert (await client.get("/status/live")).status == 200
+    await asyncio.sleep(0.3)  # past the delay: the timer went with the app
+    assert calls == []
 
 
 @pytest.mark.asyncio

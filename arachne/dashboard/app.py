@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from arachne import __version__
 from arachne.clock import human_duration
-from arachne.dashboard import api, login, match_api, metrics, pages, security, views
+from arachne.dashboard import admin, api, login, match_api, metrics, pages, security, views
 from arachne.errors import ConfigError
 from arachne.settings import Settings
 from arachne.store.db import Store
@@ -68,7 +68,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/campaigns/{name}/notices", views.api_notices, name="api_notices")
     app.router.add_get("/api/campaigns/{name}/removal", views.api_removal, name="api_removal")
     # Each module registers its own routes (one file per part of the console).
-    for module in (login, api, match_api, metrics, pages):
+    for module in (login, api, match_api, metrics, pages, admin):
         module.setup(app)
 
 

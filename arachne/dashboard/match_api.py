@@ -8,9 +8,10 @@ dropped: its bytes never reach a file, the store or a log. The answer says, per 
 whether it matched and how (kind, hash kind, distance, variant); list names and entry ids
 only go to operators and admins, never to a viewer (a platform's token).
 
-The index is the workers' (``WorkerContext``): its load starts in the background when the
-app starts (``LOAD_AT_STARTUP``; requests that come first wait for it), then it is checked
-for list changes at most every ``REFRESH_EVERY`` seconds, in the background.
+The index is the workers' (``WorkerContext``): its load starts in the background once the
+app has been up ``LOAD_AFTER_STARTUP`` seconds, or with the first request if that comes
+first (requests wait for the load under way); then it is checked for list changes at most
+every ``REFRESH_EVERY`` seconds, in the background.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aiohttp.streams import StreamReader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arachne.dashboard.security import IDENTITY, requires
+from arachne.dashboard.security import IDENTITY, reads_only, requires
 from arachne.dashboard.views import SETTINGS, STORE, json_response
 from arachne.matcher.hashing import ImageHashes, hash_image_bytes
 from arachne.matcher.kinds import KINDS
@@ -48,9 +49,9 @@ MAX_JSON_BYTES = 1 << 20
 """JSON bodies are read up to this (1,000 queries need ~100 KB), whatever the app allows."""
 REFRESH_EVERY = 5.0
 """Seconds between checks for list imports (one small query each)."""
-LOAD_AT_STARTUP = True
-"""Start loading the index when the app starts (in the background: the startup does not
-wait); off, the first request loads it."""
+LOAD_AFTER_STARTUP: float | None = 1.0
+"""Seconds after startup before the index starts loading in the background (None: only on
+the first request). Not at once: an app that stops sooner (a test) never loads it."""
 UPLOADS_AT_ONCE = 4
 """Images read and hashed at a time; more wait. Each may hold up to the byte cap in memory
 (``fetch_max_bytes``) plus its decoded pixels, so this bounds what uploads can take."""
@@ -58,7 +59,9 @@ _CHUNK = 64 * 1024
 _MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around a capped image
 _ID_CHUNK = 500
 _QUERY_FIELDS = {"hash", "hash_kind"}
-_MALFORMED = (BadHttpMessage, ValueError, KeyError, TypeError, RuntimeError, AssertionError)
+# What aiohttp's multipart reader raises on a broken body: bad part headers, a cut-short or
+# undelimited part, an overlong or undecodable `_charset_` part, its own sanity checks.
+_MALFORMED = (BadHttpMessage, ValueError, RuntimeError, AssertionError)
 
 Query = tuple[str, str]  # (hash kind, normalised hex value)
 
@@ -85,6 +88,7 @@ class MatchIndex(WorkerContext):
 class _State:
     index: MatchIndex | None = None
     task: asyncio.Future[None] | None = None  # the load or refresh under way
+    timer: asyncio.TimerHandle | None = None  # the load after startup, until it starts
     checked_at: float = float("-inf")
     uploads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UPLOADS_AT_ONCE))
 
@@ -103,6 +107,7 @@ def setup(app: web.Application) -> None:
 # --- the handler ----------------------------------------------------------------------------
 
 
+@reads_only  # a lookup: a platform's thousands of calls a day are not changes to audit
 @requires("viewer")
 async def match(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
@@ -174,11 +179,12 @@ def list_names(store: Store, entry_ids: set[int]) -> dict[int, str]:
 
 
 async def _load_at_startup(app: web.Application) -> None:
-    """Start the first load beside the startup, not in it: at 1M hashes it takes ~24 s,
-    which the first request would otherwise wait for whole. Requests meanwhile wait for this
-    same load; a failed one is tried again by the next request."""
-    if LOAD_AT_STARTUP:
-        _index(app)
+    """Load the index soon, beside the startup rather than in it: at 1M hashes it takes
+    ~24 s, which the first request would otherwise wait for whole. Requests meanwhile wait
+    for this same load; a failed one is tried again by the next request."""
+    if LOAD_AFTER_STARTUP is not None:
+        loop = asyncio.get_running_loop()
+        app[MATCH_STATE].timer = loop.call_later(LOAD_AFTER_STARTUP, _index, app)
 
 
 def _index(app: web.Application) -> MatchIndex:
@@ -223,8 +229,11 @@ def _start_refresh(state: _State, index: MatchIndex) -> asyncio.Future[None]:
 
 
 async def _finish_refresh(app: web.Application) -> None:
-    """Let a load under way finish before the store is closed."""
-    task = app[MATCH_STATE].task
+    """Let a load under way finish before the store is closed; start none."""
+    state = app[MATCH_STATE]
+    if state.timer is not None:
+        state.timer.cancel()
+    task = state.task
     if task is not None:
         await asyncio.gather(task, return_exceptions=True)
 
@@ -331,8 +340,7 @@ async def _read_form_image(request: web.Request, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit + _MULTIPART_SLACK:
         raise _too_large("image", limit, declared)
-    # aiohttp's reader refuses a broken body with these (a bad boundary or part header, a
-    # part cut short); the caps above and in _read_capped answer 413 themselves.
+    # A broken body is the sender's fault (400); the caps answer 413 themselves.
     try:
         reader = await request.multipart()
         part = await reader.next()

@@ -17,6 +17,7 @@ from arachne.dashboard.openapi_schemas import (
     BOOL,
     HASH_KINDS,
     INT,
+    ROLES,
     SCHEMAS,
     STR,
     Schema,
@@ -60,19 +61,23 @@ def op(
     role: str | None = "viewer",
     body: Schema | None = None,
     params: list[Schema] | None = None,
+    notes: str = "",
+    why: dict[int, str] | None = None,
 ) -> Schema:
     """One operation. ``role`` None is public; any other may answer 401 (no or bad token)
-    and 503 (no user set up yet), an operator's also 403 (a lower role)."""
+    and 503 (no user set up yet), an operator's or admin's also 403 (a lower role). ``why`` replaces
+    the common description of an error code where this route has its own reasons."""
     codes = set(errors)
     if role is not None:
-        codes |= {401, 503} | ({403} if role == "operator" else set())
+        codes |= {401, 503} | ({403} if role in ("operator", "admin") else set())
+    said = ERRORS | (why or {})
     responses = {str(code): schema for code, schema in ok.items()}
-    responses.update({str(code): answer(ERRORS[code], ref("Error")) for code in sorted(codes)})
+    responses.update({str(code): answer(said[code], ref("Error")) for code in sorted(codes)})
     out: Schema = {"summary": summary, "tags": [tag], "responses": responses}
     if role is None:
         out["security"] = []
     else:
-        out["description"] = f"Needs the **{role}** role."
+        out["description"] = f"Needs the **{role}** role." + (f" {notes}" if notes else "")
     if body is not None:
         out["requestBody"] = body
     if params:
@@ -206,10 +211,24 @@ def _other_paths() -> dict[str, Schema]:
             {200: answer("One result per query, in order.", ref("MatchResponse"))},
             (400, 403, 413, 415), body={"required": True, "content": {
                 "application/json": {"schema": ref("MatchRequest")},
-                "multipart/form-data": {"schema": obj({"image": BINARY})},
+                "multipart/form-data": {"schema": {
+                    **obj({"image": BINARY}, closed=True),
+                    "description": "Exactly one field, `image`: the image file."}},
                 "image/*": {"schema": BINARY},
                 "application/octet-stream": {"schema": BINARY},
-            }})},
+            }}, notes="Send hashes as JSON, or one image: a multipart form with the single "
+            "field `image`, or the raw bytes as `image/*` or `application/octet-stream`. "
+            "Matches carry `list` and `entry_id` only for the **operator** and **admin** roles.",
+            why={
+                400: "Bad input: malformed JSON, an unknown field, a bad hash or hash kind, a "
+                     "malformed multipart body or one without the single field `image`, or an "
+                     "upload that is not a decodable image.",
+                413: "More than 1,000 queries, a JSON body over 1 MiB, or an image over the "
+                     "byte or pixel limit.",
+                503: "The hash lists could not be loaded from the store (try again shortly), "
+                     "or no console user exists yet.",
+            })},
+        **_access_paths(),
         "/api/openapi.json": {"get": op(
             "This document", "meta", {200: answer("OpenAPI 3.1.", {"type": "object"})})},
         "/status/live": {"get": op(
@@ -224,6 +243,34 @@ def _other_paths() -> dict[str, Schema]:
             "Prometheus metrics in the text exposition format (open when "
             "dashboard_metrics_open is set)", "health",
             {200: {"description": "Metrics.", "content": {"text/plain": {"schema": STR}}}})},
+    }
+
+
+def _access_paths() -> dict[str, Schema]:
+    a = "access"
+    return {
+        "/api/users": {
+            "get": op("Console users (never a password)", a,
+                      {200: answer("The users.", obj({"users": arr(ref("User"))}))}, role="admin"),
+            "post": op("Add a console user (as `arachne users add`)", a,
+                       {201: answer("Added.", obj({"name": STR, "role": {"enum": ROLES}}))},
+                       (400, 409, 413), role="admin", body=json_body(ref("NewUser"))),
+        },
+        "/api/users/{name}": {"delete": op(
+            "Remove a console user (never the last admin)", a,
+            {200: answer("Removed.", obj({"name": STR, "removed": {"const": True}}))},
+            (404, 409), role="admin")},
+        "/api/tokens": {
+            "get": op("API tokens with their state (never the token itself)", a,
+                      {200: answer("The tokens.", obj({"tokens": arr(ref("Token"))}))},
+                      role="admin"),
+            "post": op("Create an API token: shown in this answer only", a,
+                       {201: answer("Created.", ref("NewTokenAnswer"))}, (400, 413),
+                       role="admin", body=json_body(ref("NewToken")))},
+        "/api/tokens/{id}/revoke": {"post": op(
+            "Revoke an API token, at once", a,
+            {200: answer("Revoked.", obj({"id": INT, "revoked": {"const": True}}))},
+            (400, 404), role="admin")},
     }
 # fmt: on
 
@@ -250,7 +297,16 @@ def _document() -> dict[str, Any]:
         "security": [{"bearerAuth": []}],
         "tags": [
             {"name": t}
-            for t in ("campaigns", "lists", "match", "workers", "notices", "health", "meta")
+            for t in (
+                "campaigns",
+                "lists",
+                "match",
+                "workers",
+                "notices",
+                "access",
+                "health",
+                "meta",
+            )
         ],
         "paths": dict(sorted(paths.items())),
         "components": {

@@ -16,6 +16,14 @@ NUM: Schema = {"type": "number"}
 BOOL: Schema = {"type": "boolean"}
 COUNTS: Schema = {"type": "object", "additionalProperties": INT}
 HASH_KINDS = ["pdq", "md5", "sha1", "sha256"]
+ROLES = ["viewer", "operator", "admin"]
+HEX_HASH: Schema = {
+    "type": "string",
+    "minLength": 32,
+    "maxLength": 64,
+    "pattern": "^[0-9a-fA-F]+$",
+    "description": "Hex digits, as many as the kind has: md5 32, sha1 40, sha256 and pdq 64.",
+}
 NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 URL: Schema = {
     "type": "string",
@@ -82,7 +90,9 @@ _SUMMARY = {
     "errors": obj({"total": INT, "by_reason": COUNTS}),
 }
 _MATCH = obj({"kind": {"enum": ["exact", "near"]}, "hash_kind": {"enum": HASH_KINDS},
-              "distance": INT, "variant": null(STR)})
+              "distance": INT, "variant": null(STR),
+              # operators and admins only: the entry's list (null if since deleted) and id
+              "list": null(STR), "entry_id": INT}, optional=("list", "entry_id"))
 
 _RATES = null(obj({"pages_per_s": NUM, "images_per_s": NUM}))
 _OVERVIEW_ROW = ("campaign", "status", "run", "pages", "images_found", "images_queued",
@@ -182,10 +192,25 @@ SCHEMAS: dict[str, Schema] = {
                        **ints("added", "updated", "retracted"), "active": COUNTS,
                        "unknown_ids": arr(STR)}),
     "MatchRequest": obj({"queries": arr(
-        obj({"hash": {"type": "string", "maxLength": 64}, "hash_kind": {"enum": HASH_KINDS}},
-            closed=True), minItems=1, maxItems=1000)}, closed=True),
+        obj({"hash": HEX_HASH, "hash_kind": {"enum": HASH_KINDS}}, closed=True),
+        minItems=1, maxItems=1000)}, closed=True),
     "MatchResponse": obj({"results": arr(obj({"result": {"enum": ["match", "no-match"]},
                                               "matches": arr(_MATCH)}))}),
+    "User": obj({"name": STR, "role": {"enum": ROLES}, "created_at": STR}),
+    "NewUser": obj({"name": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "role": {"enum": ROLES, "default": "viewer"},
+                    "password": {"type": "string", "minLength": 12}},
+                   optional=("role",), closed=True),
+    "Token": obj({"id": INT, "name": STR, "role": {"enum": ROLES}, "prefix": STR,
+                  "created_at": STR, "created_by": _NULL_STR, "expires_at": _NULL_STR,
+                  "last_used_at": _NULL_STR, "state": {"enum": ["active", "expired", "revoked"]}}),
+    "NewToken": obj({"name": {"type": "string", "minLength": 1, "maxLength": 100},
+                     "role": {"enum": ROLES, "default": "viewer"},
+                     "expires_days": null({"type": "number", "exclusiveMinimum": 0,
+                                           "maximum": 3650})},
+                    optional=("role", "expires_days"), closed=True),
+    "NewTokenAnswer": obj({"id": INT, "name": STR, "role": {"enum": ROLES},
+                           "expires_at": _NULL_STR, "token": STR}),
     "Ready": obj({"status": {"enum": ["ready", "unavailable"]},
                   "checks": obj({"store": STR, "redis": STR})}),
 }

@@ -291,6 +291,11 @@ class TokenCache:
         return identity
 
 
+    def forget(self) -> None:
+        """After a revocation in this process: every token is checked afresh."""
+        self._known.clear()
+
+
 TOKENS = web.AppKey("token_cache", TokenCache)
 
 

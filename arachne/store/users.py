@@ -16,7 +16,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from arachne.errors import ArachneError
@@ -32,6 +32,14 @@ _hasher = PasswordHasher()
 
 class AccessError(ArachneError):
     """A user or token request that cannot be done (unknown name, weak password...)."""
+
+
+class UnknownAccess(AccessError):
+    """No such user or token."""
+
+
+class AccessConflict(AccessError):
+    """The name is taken, or the change would leave nobody able to manage access."""
 
 
 def allows(role: str, needed: str) -> bool:
@@ -55,7 +63,7 @@ def add_user(session: Session, name: str, role: str, password: str, *, actor: st
     if len(password) < MIN_PASSWORD:
         raise AccessError(f"a password is at least {MIN_PASSWORD} characters")
     if session.scalar(select(User.id).where(User.name == name)) is not None:
-        raise AccessError(f"user {name!r} exists already (remove it first to replace it)")
+        raise AccessConflict(f"user {name!r} exists already (remove it first to replace it)")
     user = User(name=name, role=role, password_hash=_hasher.hash(password), created_at=utcnow())
     session.add(user)
     _audit(session, actor, "user.add", name=name, role=role)
@@ -66,9 +74,19 @@ def add_user(session: Session, name: str, role: str, password: str, *, actor: st
 def remove_user(session: Session, name: str, *, actor: str) -> None:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
-        raise AccessError(f"no user {name!r} (see `arachne users list`)")
+        raise UnknownAccess(f"no user {name!r} (see `arachne users list`)")
+    admins = session.scalar(select(func.count()).where(User.role == "admin"))
+    if user.role == "admin" and admins == 1 and _others(session, user):
+        raise AccessConflict(
+            f"{name!r} is the last admin: add another admin first, or nobody could manage access"
+        )
     session.delete(user)
     _audit(session, actor, "user.remove", name=name)
+
+
+def _others(session: Session, user: User) -> bool:
+    """Whether users other than ``user`` exist (the very last user may go: setup mode again)."""
+    return bool(session.scalar(select(exists().where(User.id != user.id))))
 
 
 def list_users(session: Session) -> list[dict[str, Any]]:
@@ -98,6 +116,8 @@ def create_token(
 ) -> tuple[ApiToken, str]:
     """A new token; (its row, the token itself: shown once, never stored)."""
     _check_role(role)
+    if not name or len(name) > 100:
+        raise AccessError("a token name is 1 to 100 characters")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     token = ApiToken(
@@ -119,7 +139,7 @@ def create_token(
 def revoke_token(session: Session, token_id: int, *, actor: str) -> ApiToken:
     token = session.get(ApiToken, token_id)
     if token is None:
-        raise AccessError(f"no token {token_id} (see `arachne tokens list`)")
+        raise UnknownAccess(f"no token {token_id} (see `arachne tokens list`)")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         _audit(session, actor, "token.revoke", id=token_id, name=token.name)
