@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from arachne.dashboard.app import create_app
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.models import ApiToken, AuditLog, User
 from arachne.store.users import add_user, check_password, create_token
+from tests.console import bearer, client_for
 
 PASSWORD = "correct horse battery"
 
@@ -38,12 +37,6 @@ def store(settings: Settings) -> Iterator[Store]:
     store.dispose()
 
 
-@asynccontextmanager
-async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(create_app(settings))) as client:
-        yield client
-
-
 async def log_in(client: TestClient, name: str) -> str:
     """Log in through the form; the page's CSRF token afterwards."""
     html = await (await client.get("/login")).text()
@@ -52,10 +45,6 @@ async def log_in(client: TestClient, name: str) -> str:
     assert (await client.post("/login", data=form, allow_redirects=False)).status == 302
     html = await (await client.get("/")).text()
     return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 @pytest.mark.asyncio

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import FormData
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis import Redis
 
 from arachne.crawler.frontier import Frontier
 from arachne.dashboard import api_campaigns
-from arachne.dashboard.app import create_app
 from arachne.queue import keys
 from arachne.queue.connection import image_queue
 from arachne.runner import run_lock
@@ -27,6 +25,7 @@ from arachne.store.db import Store
 from arachne.store.models import AuditLog, Campaign, utcnow
 from arachne.store.runs import open_run
 from arachne.store.users import add_user, create_token
+from tests.console import bearer, client_for, flushed_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
 pytestmark = pytest.mark.asyncio
@@ -36,11 +35,7 @@ SEED = {"name": "tip-1", "seeds": ["http://bad.example/gallery"]}
 
 @pytest.fixture
 def redis() -> Iterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(REDIS_URL)
 
 
 @pytest.fixture
@@ -68,16 +63,6 @@ def tokens(store: Store) -> dict[str, str]:
         revoked, out["revoked"] = create_token(s, "gone", "admin", actor="test")
         revoked.revoked_at = utcnow()
     return out
-
-
-@asynccontextmanager
-async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(create_app(settings))) as client:
-        yield client
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def call(client: TestClient, method: str, path: str, token: str | None, status: int,

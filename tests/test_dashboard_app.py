@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from arachne.store.models import (
     Sighting,
 )
 from arachne.store.users import create_token
+from tests.console import closed_port_url, flushed_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 PDQ_VALUE = "f" * 64  # a list entry's hash: must never reach the dashboard
@@ -61,11 +61,7 @@ def make_settings(data_dir: Path, redis_url: str | None) -> Settings:
 
 @pytest.fixture
 def redis() -> Iterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(REDIS_URL)
 
 
 @pytest.fixture
@@ -190,13 +186,6 @@ def card(html: str, value: str, label: str) -> bool:
     """A figure card showing exactly `value` above a label starting with `label`."""
     pattern = rf'<div class="v">{re.escape(value)}</div>\s*<div class="k">{re.escape(label)}'
     return re.search(pattern, html) is not None
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
 
 
 @pytest.mark.asyncio

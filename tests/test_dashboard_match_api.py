@@ -12,22 +12,22 @@ import io
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import FormData
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from PIL import Image
 
 from arachne.dashboard import match_api
-from arachne.dashboard.app import create_app
 from arachne.matcher.hashing import ImageHashes, hash_image_bytes
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.hashlists import import_list
 from arachne.store.users import add_user, create_token
+from tests.console import bearer as auth
+from tests.console import client_for
 
 PHOTO = "mpl_grace_hopper.jpg"  # 512 x 600
 MAX_BYTES = 200_000
@@ -89,16 +89,6 @@ def tokens(store: Store) -> dict[str, str]:
         for role in ("viewer", "operator"):
             out[role] = create_token(session, f"{role}-token", role, actor="test")[1]
     return out
-
-
-@asynccontextmanager
-async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(create_app(settings))) as client:
-        yield client
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def post_json(client: TestClient, token: str, body: Any) -> tuple[int, dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,7 @@ from arachne.store.models import (
     Sighting,
 )
 from arachne.store.users import add_user, create_token
+from tests.console import closed_port_url, flushed_redis
 from tests.imageserver import make_image, serve_slow
 
 REDIS_URL = "redis://127.0.0.1:6379/5"
@@ -108,20 +108,9 @@ def series(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], floa
     return {key: v for (sample, key), v in samples.items() if sample == name}
 
 
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
-
-
 @pytest.fixture
 def redis() -> Iterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(REDIS_URL)
 
 
 @pytest.fixture

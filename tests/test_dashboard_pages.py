@@ -6,16 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-import socket
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from rq.registry import FailedJobRegistry
@@ -23,7 +21,6 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import select
 
 from arachne.dashboard import series
-from arachne.dashboard.app import create_app
 from arachne.queue import keys
 from arachne.queue import stats as st
 from arachne.queue.connection import image_queue
@@ -43,6 +40,8 @@ from arachne.store.models import (
     Sighting,
 )
 from arachne.store.users import add_user, create_token
+from tests.console import bearer as auth
+from tests.console import client_for, closed_port_url, flushed_redis
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
 LISTS = Path(__file__).parent / "data" / "lists"
@@ -61,11 +60,7 @@ def failing_batch(campaign: str, refs: list[Any], run: int = 1) -> None:
 
 @pytest.fixture
 def redis() -> Iterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(REDIS_URL)
 
 
 def make_settings(data_dir: Path, redis_url: str | None) -> Settings:
@@ -167,28 +162,11 @@ def seed(session: Any) -> None:
     )  # fmt: skip
 
 
-@asynccontextmanager
-async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
-    async with TestClient(TestServer(create_app(settings))) as client:
-        yield client
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 async def get_ok(client: TestClient, path: str, token: str) -> str:
     resp = await client.get(path, headers=auth(token))
     text = await resp.text()
     assert resp.status == 200, (path, text)
     return text
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
 
 
 def assert_csp_clean(html: str, path: str) -> None:
