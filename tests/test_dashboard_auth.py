@@ -18,9 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from arachne.dashboard.app import create_app
+from arachne.dashboard.app import create_app, tls_context
 from arachne.dashboard.login import LoginThrottle
 from arachne.dashboard.security import CSP, requires, session_key
+from arachne.errors import ConfigError
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.models import ApiToken, AuditLog
@@ -324,3 +325,56 @@ async def test_match_lookups_are_not_audited(settings, store, users) -> None:
     with store.session() as session:
         actions = [a.action for a in session.scalars(select(AuditLog))]
     assert not [a for a in actions if "/api/match" in a]
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 (cryptography comes with aiohttp-session)."""
+    from datetime import UTC, datetime
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.asyncio
+async def test_over_tls_the_cookie_is_secure_and_hsts_is_sent(tmp_path, store, users) -> None:
+    cert, key = self_signed(tmp_path)
+    settings = make_settings(tmp_path, dashboard_tls_cert=cert, dashboard_tls_key=key)
+    server = TestServer(app_for(settings))
+    await server.start_server(ssl=tls_context(settings))
+    async with TestClient(server) as client:
+        assert str(client.make_url("/")).startswith("https://")
+        form = await client.get("/login", ssl=False)
+        assert form.headers["Strict-Transport-Security"].startswith("max-age=")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', await form.text()).group(1)
+        data = {"csrf_token": csrf, "name": "viewer", "password": PASSWORD}
+        resp = await client.post("/login", data=data, allow_redirects=False, ssl=False)
+        assert resp.status == 302
+        cookie = resp.headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    with pytest.raises(ConfigError, match="needs dashboard_tls_key"):
+        tls_context(make_settings(tmp_path, dashboard_tls_cert=cert))
