@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
@@ -183,3 +184,36 @@ def test_a_rematch_killed_mid_job_resumes_without_duplicates(
     assert len(pairs) == len(set(pairs)) >= 30  # every planted entry found, none twice
     state = queue_state(redis_client, settings)
     assert state.idle and state.failed == 0
+
+
+def test_a_stopping_worker_does_not_wait_on_its_pubsub_thread(redis_client: Redis) -> None:
+    """redis-py 8.2's PubSubWorkerThread.stop() joins the thread, which after rq's
+    unsubscribe could wait a minute for a subscription: the worker's stop must be prompt."""
+    from rq.serializers import JSONSerializer
+
+    from arachne.queue.worker import ArachneWorker
+
+    def wait_for(condition: Any) -> None:
+        deadline = time.monotonic() + 5
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    worker = ArachneWorker(["arachne-test-pubsub"], connection=redis_client,
+                           serializer=JSONSerializer)  # fmt: skip
+    worker.subscribe()
+    wait_for(lambda: worker.pubsub.subscribed)
+    unsubscribe = worker.pubsub.unsubscribe
+
+    def unsubscribe_then_linger(*args: Any, **kwargs: Any) -> Any:
+        # The race made certain: the thread takes the reply before the caller goes on,
+        # and goes back to waiting (60 s) for a subscription.
+        answer = unsubscribe(*args, **kwargs)
+        wait_for(lambda: not worker.pubsub.subscribed)
+        time.sleep(0.2)
+        return answer
+
+    worker.pubsub.unsubscribe = unsubscribe_then_linger  # type: ignore[method-assign]
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < 3
+    assert not worker.pubsub_thread.is_alive()

@@ -35,6 +35,25 @@ class ArachneWorker(Worker):
         context.store.engine.dispose()
         super().execute_job(job, queue)
 
+    def unsubscribe(self) -> None:
+        """rq's, in the order that lets the pub/sub thread end at once.
+
+        rq unsubscribes, then stops the thread; redis-py 8.2's ``stop()`` then waits for the
+        thread, which after the unsubscribe reply can sit in ``get_message(timeout=60)``
+        waiting for a subscription that never comes: a stopping worker hung up to a minute
+        (`arachne run` killed it after 30 s). Flag the thread first: the unsubscribe reply
+        wakes it, and it sees the flag and ends.
+        """
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        try:
+            thread.stop(timeout=0)  # redis-py >= 8.2: stop() also waits; not yet
+        except TypeError:
+            thread.stop()  # older redis-py: stop() only clears the flag
+        self.pubsub.unsubscribe()
+        thread.join(timeout=5)
+
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
         _ensure_tick(self.connection, jobs.get_context().settings)
