@@ -246,23 +246,29 @@ async def test_overview_page_and_json(settings, store, tokens, redis) -> None:
     assert '<td>timeout</td><td class="n">7</td>' in html
 
 
-def test_rates_per_minute_and_per_ten_seconds(redis, monkeypatch) -> None:
-    now = 6_000_035.0  # 35 s into minute 100000, 5 s into tick 600003
-    monkeypatch.setattr(series, "_fine_keys", lambda: None)  # Stats without 10-s buckets
-    counts = {f"99999/{st.PAGES_CRAWLED}": 60, f"100000/{st.PAGES_CRAWLED}": 30,
-              f"100000/{st.IMAGES_FETCHED}": 19, f"99000/{st.PAGES_CRAWLED}": 999}  # fmt: skip
-    redis.hset(keys.campaign_timeline("c"), mapping=counts)
+def test_rates_over_the_last_thirty_seconds_of_fine_buckets(redis) -> None:
+    now = 6_000_035.0  # 35 s into minute 100000, 1 s into tick 3000017
+    tick = int(now // st.FINE_SECONDS)
+    first = tick - series.RATE_WINDOW // st.FINE_SECONDS + 1  # 28 s before this tick
+    fine = {
+        f"{first}/{st.PAGES_CRAWLED}": 14, f"{tick}/{st.PAGES_CRAWLED}": 7,
+        f"{tick - 3}/{st.IMAGES_FETCHED}": 29,
+        f"{first - 1}/{st.PAGES_CRAWLED}": 500,  # just before the window: not counted
+    }  # fmt: skip
+    redis.hset(keys.campaign_timeline_fine("c", int(now // 3600)), mapping=fine)
+    # Per-minute counts are for the charts, not the rates.
+    redis.hset(keys.campaign_timeline("c"), f"100000/{st.PAGES_CRAWLED}", 999)
+    elapsed = now - first * st.FINE_SECONDS
+    assert elapsed == 29.0
     assert series.rates(redis, ["c", "none"], now) == {
-        "c": {"pages_per_s": 0.95, "images_per_s": 0.2},  # 90 pages, 19 images over 95 s
+        "c": {"pages_per_s": round(21 / 29, 2), "images_per_s": 1.0},
         "none": {"pages_per_s": 0.0, "images_per_s": 0.0},
     }
-    # With 10-second buckets: the last three ticks and this one, over 35 s.
-    monkeypatch.setattr(series, "_fine_keys", lambda: lambda c, hour: f"fine:{c}:{hour}")
-    hour = int(now // 3600)
-    fine = {f"600000/{st.PAGES_CRAWLED}": 14, f"600003/{st.PAGES_CRAWLED}": 7,
-            f"599999/{st.PAGES_CRAWLED}": 500}  # fmt: skip
-    redis.hset(f"fine:c:{hour}", mapping=fine)
-    assert series.rates(redis, ["c"], now) == {"c": {"pages_per_s": 0.6, "images_per_s": 0.0}}
+    # A window that straddles an hour reads both hours' hashes.
+    edge = 6_001_201.0  # 1 s into hour 1667
+    redis.hset(keys.campaign_timeline_fine("d", 1666), f"{3_000_590}/{st.PAGES_CRAWLED}", 10)
+    redis.hset(keys.campaign_timeline_fine("d", 1667), f"{3_000_600}/{st.PAGES_CRAWLED}", 19)
+    assert series.rates(redis, ["d"], edge)["d"]["pages_per_s"] == 1.0
 
 
 @pytest.mark.asyncio
@@ -361,25 +367,32 @@ def pages_of(data: dict[str, Any], mode: str = "per_bucket") -> list[int]:
     return next(s[mode] for s in data["series"] if s["key"] == "pages")
 
 
-def test_series_a_twenty_second_demo_in_ten_second_buckets() -> None:
-    t0 = 1_000_000_020  # a 10-second boundary, 20 s into its minute
+def test_series_a_twenty_second_demo_in_two_second_buckets() -> None:
+    t0 = 1_000_000_020  # a minute boundary
     minutes = {t0 // 60 * 60: {st.PAGES_CRAWLED: 12, st.HASHED: 3}}
     fine = {t0: {st.PAGES_CRAWLED: 5}, t0 + 10: {st.PAGES_CRAWLED: 7, st.HASHED: 3}}
     data = series.build_series(minutes, fine)
-    assert data["resolution"] == "10s" and data["bucket_seconds"] == 10
-    assert data["t"] == [t0 - 10, t0, t0 + 10]  # a leading zero bucket, then the data
-    assert pages_of(data) == [0, 5, 7] and pages_of(data, "cumulative") == [0, 5, 12]
+    assert data["resolution"] == "2s" and data["bucket_seconds"] == 2
+    assert data["t"] == list(range(t0 - 2, t0 + 12, 2))  # a leading zero bucket, then data
+    assert pages_of(data) == [0, 5, 0, 0, 0, 0, 7]
+    assert pages_of(data, "cumulative") == [0, 5, 5, 5, 5, 5, 12]
+    # The same buckets summed to 10 s on request.
+    ten = series.build_series(minutes, fine, "10s")
+    assert ten["t"] == [t0 - 10, t0, t0 + 10] and pages_of(ten) == [0, 5, 7]
     hashed = next(s for s in data["series"] if s["key"] == "hashed")
     assert hashed["total"] == 3 and [s["key"] for s in data["series"]] == [
         "pages", "discovered", "fetched", "hashed", "matched"
     ]  # fmt: skip
     # Running: the chart reaches the present, a stall shows as zeros.
-    live = series.build_series(minutes, fine, until=t0 + 40)
-    assert live["t"][-1] == t0 + 40 and pages_of(live) == [0, 5, 7, 0, 0, 0]
-    # Without 10-second buckets the minute is the finest: two points still draw a line.
+    live = series.build_series(minutes, fine, until=t0 + 16)
+    assert live["t"][-1] == t0 + 16 and pages_of(live) == [0, 5, 0, 0, 0, 0, 7, 0, 0, 0]
+    # Without fine buckets the minute is the finest: two points still draw a line.
     coarse = series.build_series(minutes, {})
     assert coarse["resolution"] == "1m" and pages_of(coarse) == [0, 12]
-    assert series.build_series(minutes, {}, "10s")["resolution"] == "1m"
+    assert series.build_series(minutes, {}, "2s")["resolution"] == "1m"
+    # Past MAX_POINTS fine buckets (13 min), auto steps up to 10 s, then to the minute.
+    long = {t0 + 2 * i: {st.PAGES_CRAWLED: 1} for i in range(series.MAX_POINTS + 2)}
+    assert series.build_series({t0 // 60 * 60: {}}, long)["resolution"] == "10s"
 
 
 def test_series_a_week_long_campaign_per_hour() -> None:
@@ -402,16 +415,15 @@ def test_series_a_week_long_campaign_per_hour() -> None:
 
 
 @pytest.mark.asyncio
-async def test_series_endpoint(settings, store, tokens, redis, monkeypatch) -> None:
-    # 10-second buckets where Stats keeps them (keys.campaign_timeline_fine, one hash an hour).
-    monkeypatch.setattr(
-        keys, "campaign_timeline_fine", lambda c, hour: f"test:{c}:fine:{hour}", raising=False
-    )
+async def test_series_endpoint(settings, store, tokens, redis) -> None:
+    # Fine buckets as Stats keeps them (keys.campaign_timeline_fine, one hash an hour).
     now = time.time()
-    tick = int(now // 10) - 2
+    tick = int(now // st.FINE_SECONDS) - 2
+    fine = lambda k: keys.campaign_timeline_fine("spring-sweep", k * st.FINE_SECONDS // 3600)  # noqa: E731
     for k, n in ((tick, 4), (tick + 1, 6)):
-        redis.hset(f"test:spring-sweep:fine:{k * 10 // 3600}", f"{k}/{st.PAGES_CRAWLED}", n)
-    redis.hset(keys.campaign_timeline("spring-sweep"), f"{tick * 10 // 60}/{st.PAGES_CRAWLED}", 10)
+        redis.hset(fine(k), f"{k}/{st.PAGES_CRAWLED}", n)
+    minute = tick * st.FINE_SECONDS // 60
+    redis.hset(keys.campaign_timeline("spring-sweep"), f"{minute}/{st.PAGES_CRAWLED}", 10)
     redis.hset(keys.campaign_timeline("old-sweep"), f"{int(now // 60) - 3}/{st.HASHED}", 2)
     path = "/api/campaigns/{}/series"
     async with client_for(settings) as client:
@@ -422,8 +434,8 @@ async def test_series_endpoint(settings, store, tokens, redis, monkeypatch) -> N
         bad = await get(path.format("spring-sweep") + "?resolution=fortnightly")
         missing = await get(path.format("nope"))
         bad_body = await bad.json()
-    assert demo["resolution"] == "10s" and demo["status"] == "running" and demo["live"] is True
-    assert pages_of(demo)[:3] == [0, 4, 6] and demo["t"][-1] >= int(now // 10) * 10 - 10
+    assert demo["resolution"] == "2s" and demo["status"] == "running" and demo["live"] is True
+    assert pages_of(demo)[:3] == [0, 4, 6] and demo["t"][-1] >= (tick + 1) * st.FINE_SECONDS
     assert hourly["bucket_seconds"] == 3600 and pages_of(hourly, "cumulative")[-1] == 10
     assert done["resolution"] == "1m" and [s["total"] for s in done["series"]][3] == 2
     assert bad.status == 400 and "resolution" in bad_body["detail"]

@@ -111,8 +111,8 @@ def _campaign_paths() -> dict[str, Schema]:
         "/api/campaigns/{name}/series": {"get": op(
             "Crawl progress over time, bucketed for charts", c,
             {200: answer("The series.", ref("Series"))}, (400, 404), params=[
-                query("resolution", STR, "auto (default), or a bucket size such as 10s, 1m, "
-                      "5m, 1h."),
+                query("resolution", STR, "auto (default), or a bucket size: 2s, 10s, 1m, "
+                      "5m, 15m, 1h, 1d."),
             ])},
         "/api/campaigns/{name}/errors": {"get": op(
             "Image URLs whose fetch or hash failed, with the reason; filtered and paged", c,

@@ -290,7 +290,6 @@ class TokenCache:
             self._known[secret] = (identity, now + self.ttl)
         return identity
 
-
     def forget(self) -> None:
         """After a revocation in this process: every token is checked afresh."""
         self._known.clear()

@@ -2,15 +2,15 @@
 
 Stats keeps a per-minute timeline for a week (``{unix_minute}/{stat}``). A week-long
 campaign is drawn per hour, a day per 5 or 15 minutes, an hour per minute. A 20-second demo
-needs finer buckets than a minute: where Stats also keeps 10-second buckets for the last
-hours (``keys.campaign_timeline_fine``), short spans use those. Every function here takes a
+needs finer buckets than a minute: Stats also keeps 2-second buckets for the last hours
+(``keys.campaign_timeline_fine``), and short spans use those. Every function here takes a
 Redis client and may raise RedisError/OSError; callers decide what "unreachable" shows.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,41 +37,37 @@ SERIES = (
     ("matched", st.IMAGES_MATCHED, "images matched", "#e15759"),
 )
 #: Bucket sizes by name; "auto" picks the finest that keeps a chart under MAX_POINTS.
-RESOLUTIONS = {"10s": 10, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+RESOLUTIONS = {
+    "2s": 2, "10s": 10, "1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400,
+}  # fmt: skip
 MAX_POINTS = 400
 #: An explicit fine resolution over a long span keeps its newest buckets only.
 HARD_CAP = 5000
-FINE_SECONDS = 10
-#: Hours of 10-second buckets read back (Stats keeps one hash per hour, for two hours).
+FINE_SECONDS = st.FINE_SECONDS
+#: Hours of fine buckets read back (Stats keeps one hash per hour, for two hours).
 FINE_HOURS = 2
+#: The live rates average this many seconds of fine buckets (the current one included).
+RATE_WINDOW = 30
 
 
 class BadResolution(ValueError):
     pass
 
 
-def _fine_keys() -> Callable[[str, int], str] | None:
-    """``(campaign, unix hour) -> key`` of that hour's 10-second buckets, once Stats keeps
-    them; until then every chart and rate is per minute."""
-    return getattr(keys, "campaign_timeline_fine", None)
-
-
 def read_timelines(
     redis: Redis, campaign: str, now: float
 ) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, int]]]:
-    """(per-minute, per-10-second) counters keyed by bucket start in unix seconds."""
+    """(per-minute, per-fine-bucket) counters keyed by bucket start in unix seconds."""
     minutes = {m * 60: v for m, v in st.Stats(redis, campaign).timeline().items()}
     fine: dict[int, dict[str, int]] = {}
-    make = _fine_keys()
-    if make is not None:
-        hour = int(now // 3600)
-        pipe = redis.pipeline(transaction=False)
-        for h in range(hour - FINE_HOURS + 1, hour + 1):
-            pipe.hgetall(make(campaign, h))
-        for raw in pipe.execute():
-            for field, value in raw.items():
-                tick, _, stat = _s(field).partition("/")
-                fine.setdefault(int(tick) * FINE_SECONDS, {})[stat] = int(value)
+    hour = int(now // 3600)
+    pipe = redis.pipeline(transaction=False)
+    for h in range(hour - FINE_HOURS + 1, hour + 1):
+        pipe.hgetall(keys.campaign_timeline_fine(campaign, h))
+    for raw in pipe.execute():
+        for field, value in raw.items():
+            tick, _, stat = _s(field).partition("/")
+            fine.setdefault(int(tick) * FINE_SECONDS, {})[stat] = int(value)
     return minutes, fine
 
 
@@ -100,12 +96,12 @@ def build_series(
     if resolution == "auto":
         sizes = sorted(RESOLUTIONS.values())
         if not fine_covers:
-            sizes.remove(FINE_SECONDS)
+            sizes = [b for b in sizes if b >= 60]
         bucket = next((b for b in sizes if (last - first) / b <= MAX_POINTS), sizes[-1])
     else:
         bucket = RESOLUTIONS[resolution]
         if bucket < 60 and not fine:
-            bucket = 60  # no 10-second data kept: the minute is the finest there is
+            bucket = 60  # no fine buckets kept: the minute is the finest there is
     source = fine if bucket < 60 else minutes
     if not source:
         source = minutes or fine
@@ -169,22 +165,17 @@ def campaign_series(
 
 
 def rates(redis: Redis, campaigns: list[str], now: float | None = None) -> dict[str, dict]:
-    """Pages and images (fetched) per second for each campaign: over the last 30-40 s where
-    10-second buckets are kept, else over the current minute so far and the one before."""
+    """Pages and images (fetched) per second for each campaign, over the last RATE_WINDOW
+    seconds of fine buckets (the current, partly filled one included)."""
     now = time.time() if now is None else now
     wanted = (st.PAGES_CRAWLED, st.IMAGES_FETCHED)
-    make = _fine_keys()
-    if make is not None:
-        tick = int(now // FINE_SECONDS)
-        buckets = [(k, make, k * FINE_SECONDS) for k in range(tick - 3, tick + 1)]
-    else:
-        minute = int(now // 60)
-        buckets = [(m, None, m * 60) for m in (minute - 1, minute)]
-    elapsed = max(now - buckets[0][2], 1.0)
+    tick = int(now // FINE_SECONDS)
+    buckets = range(tick - RATE_WINDOW // FINE_SECONDS + 1, tick + 1)
+    elapsed = max(now - buckets[0] * FINE_SECONDS, 1.0)
     pipe = redis.pipeline(transaction=False)
     for name in campaigns:
-        for bucket, make, start in buckets:
-            key = make(name, int(start // 3600)) if make else keys.campaign_timeline(name)
+        for bucket in buckets:
+            key = keys.campaign_timeline_fine(name, bucket * FINE_SECONDS // 3600)
             pipe.hmget(key, [f"{bucket}/{s}" for s in wanted])
     values = iter(pipe.execute())
     out: dict[str, dict] = {}

@@ -38,10 +38,10 @@ def campaign_timeline(campaign: str) -> str:
 
 
 def campaign_timeline_fine(campaign: str, hour: int) -> str:
-    """HASH of one hour's (unix time // 3600) 10-second counters for short runs' charts:
-    field ``{unix_time // 10}/{stat}``; each hour's hash expires two hours after its last
+    """HASH of one hour's (unix time // 3600) 2-second counters for short runs' charts:
+    field ``{unix_time // 2}/{stat}``; each hour's hash expires two hours after its last
     write (dashboard/series.py reads the current and the previous hour)."""
-    return f"{PREFIX}:campaign:{campaign}:timeline10s:{hour}"
+    return f"{PREFIX}:campaign:{campaign}:timeline2s:{hour}"
 
 
 def campaign_keys(campaign: str) -> list[str]:

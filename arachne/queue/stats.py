@@ -37,8 +37,8 @@ IMAGES_CANCELLED = "queue/images_cancelled"  # dropped: their run was cancelled
 
 TIMELINE_STATS = (PAGES_CRAWLED, IMAGES_QUEUED, IMAGES_FETCHED, HASHED, IMAGES_MATCHED)
 TIMELINE_TTL = 7 * 24 * 3600
-#: 10-second buckets for the last hours, so a 20-second demo draws a curve, not one point.
-FINE_SECONDS = 10
+#: 2-second buckets for the last hours, so a 20-second demo draws a curve, not three points.
+FINE_SECONDS = 2
 FINE_TTL = 2 * 3600
 
 

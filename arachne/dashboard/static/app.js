@@ -206,7 +206,7 @@
 
   /* -- charts ------------------------------------------------------------------------- */
 
-  const BUCKETS = { 10: "10 s", 60: "minute", 300: "5 minutes", 900: "15 minutes", 3600: "hour", 86400: "day" };
+  const BUCKETS = { 2: "2 s", 10: "10 s", 60: "minute", 300: "5 minutes", 900: "15 minutes", 3600: "hour", 86400: "day" };
 
   function startCharts(box) {
     const base = box.dataset.charts;
@@ -259,7 +259,7 @@
     return { width: Math.max(el.clientWidth - 16, 300), height: 220 };
   }
 
-  /* Tick labels in UTC, 24 h: seconds for 10-second buckets, the date once a chart spans days. */
+  /* Tick labels in UTC, 24 h: seconds for sub-minute buckets, the date once a chart spans days. */
   function axisTime(ts, data) {
     const d = new Date(ts * 1000);
     const hm = `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
@@ -267,6 +267,9 @@
     if (span > 2 * 86400) return `${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${hm}`;
     return data.bucket_seconds < 60 ? `${hm}:${pad(d.getUTCSeconds())}` : hm;
   }
+
+  const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
+    21600, 43200, 86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400];
 
   function chartOptions(el, data, mode) {
     const few = data.t.length <= 60;
@@ -285,7 +288,13 @@
         })),
       ],
       axes: [
-        { values: (u, ticks) => ticks.map((ts) => axisTime(ts, data)) },
+        // Ticks no closer than a bucket (no 1 s ticks on 2 s data) and far enough apart
+        // for an "HH:MM:SS" label.
+        {
+          space: 90,
+          incrs: TICK_STEPS.filter((s) => s >= data.bucket_seconds),
+          values: (u, ticks) => ticks.map((ts) => axisTime(ts, data)),
+        },
         { size: 64, values: (u, ticks) => ticks.map((v) => FORMATS.num(v)) },
       ],
       legend: { live: true },
