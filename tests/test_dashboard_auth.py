@@ -7,7 +7,9 @@ the /metrics opt-out, security headers and the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -172,16 +174,31 @@ async def test_wrong_password_and_login_throttle(tmp_path, store, users) -> None
 
 def test_login_throttle_window() -> None:
     throttle = LoginThrottle(limit=2, window=60)
-    throttle.failed("ip:a", "name:x", now=0)
+    throttle.attempt("ip:a", "name:x", now=0)
     assert throttle.retry_after("ip:a", "name:x", now=1) == 0
-    throttle.failed("ip:a", "name:x", now=10)
+    throttle.attempt("ip:a", "name:x", now=10)
     assert throttle.retry_after("ip:a", "name:y", now=11) == 50  # the address is throttled
     assert throttle.retry_after("ip:b", "name:x", now=11) == 50  # and the name, from anywhere
     assert throttle.retry_after("ip:a", "name:x", now=70.5) == 0  # the window slid past
-    throttle.failed("ip:c", "name:z", now=0)
-    throttle.failed("ip:c", "name:z", now=0)
-    throttle.succeeded("name:z")
-    assert throttle.retry_after("ip:d", "name:z", now=1) == 0
+    throttle.attempt("ip:c", "name:z", now=0)
+    right = throttle.attempt("ip:c", "name:z", now=1)
+    throttle.succeeded(right, "ip:c", "name:z")
+    assert throttle.retry_after("ip:d", "name:z", now=2) == 0  # the name starts afresh
+    assert throttle._failures["ip:c"] == deque([0])  # the address keeps its real failure
+
+
+@pytest.mark.asyncio
+async def test_concurrent_wrong_logins_cannot_outrun_the_throttle(tmp_path, store, users) -> None:
+    # Each try is counted before its (slow, threaded) argon2 check: 12 tries sent at once
+    # get at most `limit` checks; before, all 12 were checked and none refused.
+    settings = make_settings(tmp_path, dashboard_login_attempts=3)
+    async with client_for(settings) as client:
+        page = await (await client.get("/login")).text()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form = {"csrf_token": csrf, "name": "viewer", "password": "a wrong password here"}
+        tries = [client.post("/login", data=form, allow_redirects=False) for _ in range(12)]
+        statuses = Counter(r.status for r in await asyncio.gather(*tries))
+    assert statuses == {401: 3, 429: 9}
 
 
 @pytest.mark.asyncio

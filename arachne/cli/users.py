@@ -8,6 +8,7 @@ import sys
 import click
 
 from arachne.cli.base import Ctx, cli, echo_json, operator_errors, pass_ctx
+from arachne.store.users import MAX_TOKEN_DAYS
 
 ROLE_HELP = (
     "viewer reads; operator also runs campaigns, sends notices, imports lists; admin also "
@@ -86,8 +87,12 @@ def tokens_group() -> None:
 @click.argument("name")
 @click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), required=True,
               help=ROLE_HELP)  # fmt: skip
-@click.option("--expires", "days", type=click.FloatRange(min=0, min_open=True),
-              help="Days until it stops working (default: never).")  # fmt: skip
+@click.option(
+    "--expires",
+    "days",
+    type=click.FloatRange(0, MAX_TOKEN_DAYS, min_open=True),
+    help=f"Days until it stops working (at most {MAX_TOKEN_DAYS}; default: never).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_ctx
 def tokens_create(ctx: Ctx, name: str, role: str, days: float | None, as_json: bool) -> None:
@@ -129,7 +134,7 @@ def tokens_list(ctx: Ctx, as_json: bool) -> None:
 @click.argument("token_id", type=int)
 @pass_ctx
 def tokens_revoke(ctx: Ctx, token_id: int) -> None:
-    """Revoke token TOKEN_ID: it stops working at once."""
+    """Revoke token TOKEN_ID: it stops working at once (within 5 s on a running dashboard)."""
     from arachne.store.db import Store
     from arachne.store.users import revoke_token
 

@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from arachne.dashboard.api import choice, only, read_body
+from arachne.dashboard.inputs import read_form
 from arachne.dashboard.security import IDENTITY, TOKENS, requires
 from arachne.dashboard.views import STORE, json_response, render
 from arachne.store.db import Store
 from arachne.store.users import (
+    MAX_TOKEN_DAYS,
     ROLES,
     AccessConflict,
     AccessError,
@@ -32,8 +34,6 @@ from arachne.store.users import (
 )
 
 T = TypeVar("T")
-#: Longest token life an admin can give (the CLI allows the same).
-MAX_TOKEN_DAYS = 3650
 
 
 def setup(app: web.Application) -> None:
@@ -89,7 +89,7 @@ def _new_token(
 
 def _token_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # "²".isdigit() is True
         raise web.HTTPBadRequest(text=f"a token id is a number, not {raw[:40]!r}")
     return int(raw)
 
@@ -138,7 +138,7 @@ async def _form_action(request: web.Request, action: Callable[[], Any]) -> web.R
 
 @requires("admin")
 async def page_add_user(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
 
     async def act() -> None:
         name, role = _text(form.get("name"), "name"), _text(form.get("role"), "role")
@@ -155,7 +155,7 @@ async def page_remove_user(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def page_create_token(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
 
     async def act() -> web.Response:
         name, role = _text(form.get("name"), "name"), _text(form.get("role"), "role")

@@ -11,7 +11,6 @@ sends may end in a 500.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -22,7 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 
 from arachne.crawler.scope import MAX_URL_LENGTH  # longer: the crawler never fetches it
-from arachne.dashboard import openapi
+from arachne.dashboard import inputs, openapi
 from arachne.dashboard.security import IDENTITY, public
 from arachne.dashboard.views import LIVE, STORE, LiveSource, json_response
 from arachne.errors import (
@@ -84,9 +83,9 @@ async def read_body(request: web.Request, *, optional: bool = False) -> dict[str
     if not raw.strip() and optional:
         return {}
     try:
-        data = json.loads(raw)
-    except ValueError:  # bad JSON or bad UTF-8
-        raise web.HTTPBadRequest(text="the body must be a JSON object") from None
+        data = inputs.loads(raw)
+    except ValueError as exc:  # bad JSON, bad UTF-8, too deep, or text the store refuses
+        raise web.HTTPBadRequest(text=f"the body must be a JSON object ({exc})") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text="the body must be a JSON object")
     return data

@@ -17,7 +17,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from arachne import __version__
 from arachne.clock import human_duration
-from arachne.dashboard import admin, api, login, match_api, metrics, pages, security, views
+from arachne.dashboard import admin, api, inputs, login, match_api, metrics, pages, security, views
 from arachne.errors import ConfigError
 from arachne.settings import Settings
 from arachne.store.db import Store
@@ -95,6 +95,7 @@ def setup_middlewares(app: web.Application, settings: Settings) -> None:
     # Outermost first: headers go on every answer, errors included; then who is asking.
     app.middlewares.append(security.security_headers)
     app.middlewares.append(error_pages)
+    app.middlewares.append(inputs.clean_paths)
     security.setup_security(app, settings)
 
 
@@ -114,7 +115,10 @@ async def error_pages(
             if header in exc.headers:
                 response.headers[header] = exc.headers[header]
         return response
-    except Exception:
+    except Exception as exc:
+        refused = inputs.as_client_error(exc)
+        if refused is not None:  # bad input that got past the checks: still the client's
+            return _error(request, refused.status, refused.reason, refused.text or "")
         log.exception("dashboard error on %s", request.path)
         return _error(
             request, 500, "Internal Server Error", "internal error (see the dashboard log)"

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp_session import get_session, new_session
 
 from arachne.dashboard import views
+from arachne.dashboard.inputs import read_form
 from arachne.dashboard.security import CSRF_FIELD, audit, csrf_token, public
 from arachne.store.users import check_password
 
@@ -43,13 +44,21 @@ class LoginThrottle:
                 wait = max(wait, times[0] + self.window - now)
         return int(wait) + 1 if wait > 0 else 0
 
-    def failed(self, *keys: str, now: float | None = None) -> None:
+    def attempt(self, *keys: str, now: float | None = None) -> float:
+        """Count a try as failed before its password is checked: tries sent at once cannot
+        all slip under the limit while the (slow) checks run. Returns what ``succeeded``
+        takes back."""
         now = time.monotonic() if now is None else now
         for key in keys:
             self._failures[key].append(now)
+        return now
 
-    def succeeded(self, name_key: str) -> None:
+    def succeeded(self, attempt: float, address_key: str, name_key: str) -> None:
+        """The try was right: the name starts afresh; the address keeps its other failures."""
         self._failures.pop(name_key, None)
+        times = self._failures.get(address_key)
+        if times is not None and attempt in times:
+            times.remove(attempt)
 
 
 THROTTLE = web.AppKey("login_throttle", LoginThrottle)
@@ -78,7 +87,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 @public
 async def login(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
     session = await get_session(request)
     sent = form.get(CSRF_FIELD)
     if not isinstance(sent, str) or sent != csrf_token(session):
@@ -95,12 +104,12 @@ async def login(request: web.Request) -> web.Response:
         response = _form_again(request, f"Too many failed logins: try again in {wait} s.", 429)
         response.headers["Retry-After"] = str(wait)
         return response
+    attempt = throttle.attempt(*keys)
     user = await asyncio.to_thread(_check, store, name, password)
     if user is None:
-        throttle.failed(*keys)
         await asyncio.to_thread(audit, store, f"web:{name}", "login.failed", remote=request.remote)
         return _form_again(request, "Wrong name or password.", 401, target)
-    throttle.succeeded(keys[1])
+    throttle.succeeded(attempt, *keys)
     # A fresh session on login: a cookie planted before it (fixation) is worth nothing.
     session = await new_session(request)
     session["user"] = name

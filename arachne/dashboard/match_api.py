@@ -17,7 +17,6 @@ every ``REFRESH_EVERY`` seconds, in the background.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -31,6 +30,7 @@ from aiohttp.streams import StreamReader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arachne.dashboard.inputs import loads
 from arachne.dashboard.security import IDENTITY, reads_only, requires
 from arachne.dashboard.views import SETTINGS, STORE, json_response
 from arachne.matcher.hashing import ImageHashes, hash_image_bytes
@@ -265,8 +265,8 @@ async def _parse(
 
 def _queries(body: bytes) -> list[Query]:
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads(body)
+    except ValueError as exc:  # bad JSON or UTF-8, too deep, or text the store refuses
         raise web.HTTPBadRequest(text=f"the body is not valid JSON: {exc}") from None
     # Unknown fields are refused, not ignored: a misspelt one would otherwise go unnoticed.
     if not isinstance(doc, dict) or doc.keys() != {"queries"}:

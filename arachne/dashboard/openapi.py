@@ -28,7 +28,8 @@ from arachne.dashboard.openapi_schemas import (
 )
 
 ERRORS = {
-    400: "Bad input: malformed JSON, a field out of range, a bad URL, hash or list file.",
+    400: "Bad input: malformed JSON, a field out of range, a bad URL, hash or list file, or a "
+    "control character in a parameter.",
     401: "No token, or an unknown, expired or revoked one.",
     403: "The token's role is too low for this (or a session request lacks its CSRF token).",
     404: "No campaign or list by that name.",
@@ -285,6 +286,11 @@ def _document() -> dict[str, Any]:
             operation["parameters"] = [*given, *operation.get("parameters", [])]
             if not operation["parameters"]:
                 del operation["parameters"]
+            elif "400" not in operation["responses"]:
+                # Any parameter may carry what Arachne refuses to keep (NUL, a control
+                # character, a lone surrogate): inputs.clean_paths answers 400.
+                operation["responses"]["400"] = answer(ERRORS[400], ref("Error"))
+                operation["responses"] = dict(sorted(operation["responses"].items()))
     return {
         "openapi": "3.1.0",
         "info": {

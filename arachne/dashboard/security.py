@@ -111,6 +111,12 @@ def needed_role(request: web.Request, settings: Settings) -> str | None:
 class _Cookies(EncryptedCookieStorage):
     """Encrypted cookie that is Secure whenever the request came over TLS."""
 
+    async def load_session(self, request: web.Request) -> Session:
+        try:
+            return await super().load_session(request)
+        except (UnicodeError, ValueError):  # not even text: no session, as for a forged one
+            return Session(None, data=None, new=True, max_age=self.max_age)
+
     async def save_session(
         self, request: web.Request, response: web.StreamResponse, session: Session
     ) -> None:
@@ -149,8 +155,16 @@ def setup_security(app: web.Application, settings: Settings) -> None:
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    headers = response.headers
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # a redirect (errors are answers by now): headers too
+        _harden(request, exc.headers)
+        raise
+    _harden(request, response.headers)
+    return response
+
+
+def _harden(request: web.Request, headers: Any) -> None:
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -159,7 +173,6 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         headers.setdefault("Cache-Control", "no-store")
     if request.secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-    return response
 
 
 # -- the check -----------------------------------------------------------------------
@@ -182,10 +195,14 @@ def _lookup(store: Store, login: str | None) -> _Lookup:
         return _Lookup(Identity(login, role, "session") if role else None, users_exist)
 
 
-def _token_identity(store: Store, secret: str) -> Identity | None:
+def _token_identity(store: Store, secret: str) -> tuple[Identity, float | None] | None:
+    """The token's identity and its seconds to expiry (None: never)."""
     with store.session() as session:
         token = check_token(session, secret)
-        return Identity(token.name, token.role, "token") if token else None
+        if token is None:
+            return None
+        left = (token.expires_at - utcnow()).total_seconds() if token.expires_at else None
+        return Identity(token.name, token.role, "token"), left
 
 
 def _bearer(request: web.Request) -> str | None:
@@ -195,6 +212,8 @@ def _bearer(request: web.Request) -> str | None:
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         raise _unauthorized(request, "the Authorization header must be 'Bearer <token>'")
+    if not value.isascii():  # ours are; and a non-UTF-8 header would not encode for the digest
+        raise _unauthorized(request, "unknown, expired or revoked token")
     return value.strip()
 
 
@@ -250,11 +269,19 @@ async def _serve(
             text=f"this needs the {needed} role; {identity.name} is {identity.role}"
         )
     request[IDENTITY] = identity
-    response = await handler(request)
-    if request.method not in SAFE_METHODS and response.status < 400 and _audited(request):
-        action = f"http {request.method} {request.path}"
-        await asyncio.to_thread(audit, store, identity.actor, action, status=response.status)
+    try:
+        response = await handler(request)
+    except web.HTTPRedirection as done:  # logout, a form's "back to the page"
+        await _audit_request(request, store, identity, done.status)
+        raise
+    await _audit_request(request, store, identity, response.status)
     return response
+
+
+async def _audit_request(request: web.Request, store: Store, who: Identity, status: int) -> None:
+    if request.method not in SAFE_METHODS and status < 400 and _audited(request):
+        action = f"http {request.method} {request.path}"
+        await asyncio.to_thread(audit, store, who.actor, action, status=status)
 
 
 def reads_only(handler: H) -> H:
@@ -270,7 +297,8 @@ def _audited(request: web.Request) -> bool:
 
 class TokenCache:
     """Token -> identity for a few seconds: a platform's match calls need not each cost a
-    store round trip. Revocation and expiry therefore take effect within ``ttl`` seconds."""
+    store round trip. Expiry is exact (an entry never outlives its token); a revocation
+    made in another process (the CLI) takes effect within ``ttl`` seconds."""
 
     def __init__(self, ttl: float = 5.0) -> None:
         self.ttl = ttl
@@ -281,13 +309,14 @@ class TokenCache:
         known = self._known.get(secret)
         if known is not None and known[1] > now:
             return known[0]
-        identity = await asyncio.to_thread(_token_identity, store, secret)
-        if identity is None:
+        found = await asyncio.to_thread(_token_identity, store, secret)
+        if found is None:
             self._known.pop(secret, None)
-        else:
-            if len(self._known) > 10_000:  # a bound, not an eviction policy
-                self._known.clear()
-            self._known[secret] = (identity, now + self.ttl)
+            return None
+        identity, left = found
+        if len(self._known) > 10_000:  # a bound, not an eviction policy
+            self._known.clear()
+        self._known[secret] = (identity, now + min(self.ttl, self.ttl if left is None else left))
         return identity
 
     def forget(self) -> None:

@@ -111,6 +111,10 @@ def check_password(session: Session, name: str, password: str) -> User | None:
     return user
 
 
+#: Longest token life (ten years): beyond it, a date overflows, and "never" says it better.
+MAX_TOKEN_DAYS = 3650
+
+
 def create_token(
     session: Session, name: str, role: str, *, actor: str, expires_days: float | None = None
 ) -> tuple[ApiToken, str]:
@@ -118,6 +122,8 @@ def create_token(
     _check_role(role)
     if not name or len(name) > 100:
         raise AccessError("a token name is 1 to 100 characters")
+    if expires_days is not None and not 0 < expires_days <= MAX_TOKEN_DAYS:
+        raise AccessError(f"a token expires after more than 0 and at most {MAX_TOKEN_DAYS} days")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
     token = ApiToken(
