@@ -107,6 +107,10 @@ async def test_no_user_yet_serves_only_how_to_create_one(settings, store) -> Non
         html = await page.text()
         assert page.status == 503
         assert "arachne users add NAME --role admin" in html
+        # No inline code (the CSP forbids it): scripts by src only, no styles, no handlers.
+        assert not re.search(r"<style\b|\sstyle\s*=|\son[a-z]+\s*=", html)
+        scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S)
+        assert len(scripts) == html.count("<script") and not "".join(scripts).strip()
         login = await client.get("/login")
         assert login.status == 503 and "users add" in await login.text()
         api = await client.get("/api/campaigns")

@@ -89,7 +89,8 @@ def tokens(store: Store) -> dict[str, str]:
         add_user(s, "root", "admin", "correct horse battery", actor="test")
         _, viewer = create_token(s, "viewer-bot", "viewer", actor="test")
         _, operator = create_token(s, "operator-bot", "operator", actor="test")
-    return {"viewer": viewer, "operator": operator}
+        _, admin = create_token(s, "admin-bot", "admin", actor="test")
+    return {"viewer": viewer, "operator": operator, "admin": admin}
 
 
 def seed(session: Any) -> None:
@@ -211,6 +212,14 @@ async def test_every_page_renders_without_inline_code_or_images(
             assert '<script src="/static/app.js" defer></script>' in html
         resp = await client.get("/", headers=auth(tokens["viewer"]))
         assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        # The admins' page, the login form and an error page hold no inline code either.
+        assert_csp_clean(await get_ok(client, "/access", tokens["admin"]), "/access")
+        login = await client.get("/login")
+        assert login.status == 200
+        assert_csp_clean(await login.text(), "/login")
+        missing = await client.get("/campaigns/nope", headers=auth(tokens["viewer"]))
+        assert missing.status == 404
+        assert_csp_clean(await missing.text(), "404")
 
 
 @pytest.mark.asyncio
