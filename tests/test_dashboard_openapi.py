@@ -62,8 +62,11 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     database = fresh_postgres_database(PG_DATABASE) if request.param == "postgresql" else None
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
+    # Notices go to an outbox folder (JSON files, never media): fuzzed sends go all the way.
     yield Settings(data_dir=tmp_path, redis_url=REDIS_URL, database_url=database,
-                   queue_name="arachne-openapi")  # fmt: skip
+                   queue_name="arachne-openapi", notice_channel="outbox",
+                   outbox_dir=tmp_path / "outbox", reporter_org="Test Hotline",
+                   smtp_from="notices@hotline.example")  # fmt: skip
     redis.flushdb()
     redis.close()
     if database:

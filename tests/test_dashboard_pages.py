@@ -319,7 +319,7 @@ async def test_campaign_page_tables_and_operator_actions(settings, store, tokens
         stats = await (
             await client.get("/api/campaigns/spring-sweep/stats", headers=auth(tokens["viewer"]))
         ).json()
-    for action in ("run", "pause", "resume", "cancel"):
+    for action in ("run", "pause", "resume", "cancel", "notices"):
         assert f'data-post="/api/campaigns/spring-sweep/{action}"' in operator
         assert "data-post=" not in viewer
     # charts load from the series endpoint with the vendored uPlot, no CDN

@@ -53,6 +53,7 @@ ROLES: dict[tuple[str, str], str | None] = {
     ("GET", "/api/campaigns/{name}/stats"): "viewer",
     ("GET", "/api/campaigns/{name}/matches"): "viewer",
     ("GET", "/api/campaigns/{name}/notices"): "viewer",
+    ("POST", "/api/campaigns/{name}/notices"): "operator",
     ("GET", "/api/campaigns/{name}/removal"): "viewer",
     ("GET", "/api/campaigns/{name}/series"): "viewer",
     ("GET", "/api/campaigns/{name}/errors"): "viewer",

@@ -50,10 +50,11 @@ _STATUS: tuple[tuple[type[Exception], type[web.HTTPException]], ...] = (
 
 def setup(app: web.Application) -> None:
     """Register the API's routes (the handler modules import the helpers below)."""
-    from arachne.dashboard import api_campaigns, api_lists
+    from arachne.dashboard import api_campaigns, api_lists, api_notices
 
     api_campaigns.setup(app)
     api_lists.setup(app)
+    api_notices.setup(app)
     add = app.router
     add.add_get("/api/openapi.json", openapi_document, name="api_openapi")
     add.add_get("/status/live", status_live, name="status_live")

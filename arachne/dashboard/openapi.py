@@ -138,7 +138,15 @@ def _campaign_paths() -> dict[str, Schema]:
         "/api/campaigns/{name}/notices": {"get": op(
             "A campaign's notices with their state", c,
             {200: answer("The notices, newest first.",
-                         obj({"campaign": STR, "notices": arr(ref("Notice"))}))}, (404,))},
+                         obj({"campaign": STR, "notices": arr(ref("Notice"))}))}, (404,)),
+            "post": op(
+            "Send what is due, as `arachne notices send`: one notice per host for newly "
+            "matched URLs, and due reminders (nothing is sent twice)", c,
+            {200: answer("What was sent (or, with dry_run, rendered and validated).",
+                         ref("SendReport"))}, (400, 404, 409, 413), role="operator",
+            body=json_body(ref("SendOptions"), required=False),
+            why={409: "Notices are not configured yet (the hotline's identity, the channel): "
+                 "the detail says which setting is missing."})},
         "/api/campaigns/{name}/removal": {"get": op(
             "Time to removal: median, p90, share within 24 h, per provider and country", c,
             {200: answer("The distribution.", ref("Removal"))}, (404,))},

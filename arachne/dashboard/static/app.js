@@ -317,6 +317,10 @@
     if (body.pid) return `started (pid ${body.pid}, ${body.workers} workers); progress shows here`;
     if (body.requeued) return `requeued on ${body.queue}`;
     if (body.status) return `run ${body.run}: ${body.status}`;
+    if (body.already_sent !== undefined) {
+      return `notices: ${body.sent} sent, ${body.failed} failed, ${body.no_contact} without ` +
+        `contact, ${body.already_sent} with nothing due`;
+    }
     return "done";
   }
 
