@@ -23,6 +23,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
+from rq.job import JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from arachne.errors import ArachneError, CampaignBusy
@@ -76,12 +77,12 @@ def maintain_queue(redis: Redis, settings: Settings, now: float | None = None) -
 
 def _maintain(redis: Redis, queue: Queue, timestamp: float, now: float | None) -> int:
     started = StartedJobRegistry(queue=queue)
+    intermediate = IntermediateQueue(queue.key, redis)
+    moved = _requeue_never_started(queue, started, intermediate, timestamp)
     started.cleanup(timestamp=timestamp)
     # A job dequeued by a worker that died before registering it stays in rq's
     # intermediate list; after a minute there it goes back to the queue (batches are
     # idempotent, so a late original run does no harm).
-    intermediate = IntermediateQueue(queue.key, redis)
-    moved = 0
     for job_id in intermediate.get_job_ids():
         if job_id in started or intermediate.set_first_seen(job_id):
             continue
@@ -100,6 +101,25 @@ def _maintain(redis: Redis, queue: Queue, timestamp: float, now: float | None) -
         if job is not None:
             queue.enqueue_job(job)
             moved += 1
+    return moved
+
+
+def _requeue_never_started(
+    queue: Queue, started: StartedJobRegistry, intermediate: IntermediateQueue, timestamp: float
+) -> int:
+    """rq 3 registers a job's execution in the worker, then forks the work-horse that marks
+    the job STARTED. A worker killed in between leaves an expired entry for a job still
+    QUEUED, which rq's cleanup drops from the registry without a retry (it retries STARTED
+    jobs only): the batch would be lost. Put such jobs back on their queue."""
+    moved = 0
+    for job_id in started.get_expired_job_ids(timestamp):
+        job = queue.fetch_job(job_id)
+        if job is None or job.get_status(refresh=True) != JobStatus.QUEUED:
+            continue
+        started.remove_executions(job)
+        intermediate.remove(job_id)
+        queue.enqueue_job(job)
+        moved += 1
     return moved
 
 

@@ -217,3 +217,32 @@ def test_a_stopping_worker_does_not_wait_on_its_pubsub_thread(redis_client: Redi
     worker.unsubscribe()
     assert time.monotonic() - started < 3
     assert not worker.pubsub_thread.is_alive()
+
+
+def test_a_worker_killed_before_its_horse_marked_the_job_started_loses_nothing(
+    redis_client: Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """rq 3 registers the execution in the worker before the forked horse marks the job
+    STARTED; killed in between, rq's own cleanup would drop the still-QUEUED job. Made
+    certain here by doing the worker's half by hand (the kill -9 test above hits it by chance)."""
+    from rq import Queue, Worker
+    from rq.executions import prepare_execution
+    from rq.job import JobStatus
+
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url)
+    queue = image_queue(redis_client, settings)
+    job = queue.enqueue("arachne.queue.jobs.process_batch", "c", [])
+    worker = Worker([queue], connection=redis_client, serializer=queue.serializer)
+    worker.register_birth()
+    dequeued = Queue.dequeue_any([queue], None, connection=redis_client,
+                                 serializer=queue.serializer)  # fmt: skip
+    assert dequeued is not None and dequeued[0].id == job.id
+    prepare_execution(worker, dequeued[0])  # ... and here the worker is killed
+    registry = StartedJobRegistry(queue=queue)
+    assert registry.count == 1 and job.get_status(refresh=True) == JobStatus.QUEUED
+    assert queue.count == 0
+
+    assert maintain_queue(redis_client, settings, now=time.time() + 600) == 1
+    assert queue.job_ids == [job.id] and registry.count == 0
+    assert redis_client.llen(queue.intermediate_queue_key) == 0  # not requeued a second time
+    assert maintain_queue(redis_client, settings, now=time.time() + 600) == 0
