@@ -316,7 +316,7 @@ class TokenCache:
         identity, left = found
         if len(self._known) > 10_000:  # a bound, not an eviction policy
             self._known.clear()
-        self._known[secret] = (identity, now + min(self.ttl, self.ttl if left is None else left))
+        self._known[secret] = (identity, now + (self.ttl if left is None else min(self.ttl, left)))
         return identity
 
     def forget(self) -> None:
