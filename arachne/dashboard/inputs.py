@@ -80,13 +80,19 @@ def _check(doc: Any) -> None:
                 stack.append((item, depth + 1))
 
 
-async def read_form(request: web.Request) -> MultiDictProxy[Any]:
-    """The request's form, or 400: a body that does not parse, or text fields the store
-    cannot keep (file fields are left to their handler)."""
+async def parse_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The request's form (parsed once, then cached by aiohttp), or 400 for a body that
+    does not parse."""
     try:
-        form = await request.post()
+        return await request.post()
     except (ValueError, HttpProcessingError) as exc:  # bad multipart, UTF-8, %-encoding
         raise web.HTTPBadRequest(text=f"unreadable form: {exc}") from None
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """``parse_form``, and 400 for text fields the store cannot keep (file fields are left
+    to their handler)."""
+    form = await parse_form(request)
     for key, value in form.items():
         if isinstance(value, str) and (bad_text(key) or bad_text(value)):
             raise refuse(f"the form field {key[:40]!r}")

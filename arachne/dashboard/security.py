@@ -29,6 +29,7 @@ from aiohttp_session import Session, get_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from sqlalchemy import select
 
+from arachne.dashboard.inputs import parse_form
 from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.models import AuditLog, User, utcnow
@@ -340,10 +341,7 @@ async def _check_csrf(request: web.Request, session: Session) -> None:
     # A plain HTML form may carry it as a field. Multipart bodies are never parsed here:
     # aiohttp would spool an uploaded file to disk, so uploads send the header.
     if sent is None and request.content_type == "application/x-www-form-urlencoded":
-        try:
-            form = await request.post()  # cached: the handler reads it again for free
-        except ValueError as exc:
-            raise web.HTTPBadRequest(text=f"unreadable form: {exc}") from exc
+        form = await parse_form(request)  # cached: the handler reads it again for free
         value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     expected = csrf_token(session).encode()
