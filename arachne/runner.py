@@ -114,7 +114,7 @@ def _requeue_never_started(
     moved = 0
     for job_id in started.get_expired_job_ids(timestamp):
         job = queue.fetch_job(job_id)
-        if job is None or job.get_status(refresh=True) != JobStatus.QUEUED:
+        if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:  # just fetched
             continue
         started.remove_executions(job)
         intermediate.remove(job_id)

@@ -29,13 +29,13 @@ async def send_due(request: web.Request) -> web.Response:
     dry_run = body.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise web.HTTPBadRequest(text="dry_run must be true or false")
-    settings = request.app[SETTINGS]
+    name = request.match_info["name"]
     try:
         # Contacts (DNS, RDAP) and delivery block: call() runs it in a thread.
-        report = await call(request, _send, settings, request.match_info["name"], dry_run)
+        report = await call(request, _send, request.app[SETTINGS], name, dry_run)
     except ConfigError as exc:  # no sender identity or channel: refused until it is set up
         raise web.HTTPConflict(text=f"notices are not configured: {exc}") from None
-    answer = {"campaign": request.match_info["name"], "dry_run": dry_run, **report.as_json()}
+    answer = {"campaign": name, "dry_run": dry_run, **report.as_json()}
     if dry_run:
         answer["previews"] = [
             {"recipient": to, "reference": r.reference, "subject": r.subject,
