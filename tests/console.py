@@ -1,7 +1,9 @@
-"""What the console's tests share: a clean Redis db, an app client, a Bearer header."""
+"""What the console's tests share: a clean Redis db, an app client, a Bearer header, and
+logging in through the form."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -33,6 +35,28 @@ async def client_for(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def form_csrf(html: str) -> str:
+    """The CSRF token of a page's form (the login form's hidden field)."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def page_csrf(html: str) -> str:
+    """The CSRF token a logged-in page carries for its scripts (meta tag)."""
+    found = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+async def log_in(client: TestClient, name: str, password: str) -> str:
+    """Log ``name`` in through the form (must succeed); the session's CSRF token."""
+    csrf = form_csrf(await (await client.get("/login")).text())
+    form = {"csrf_token": csrf, "name": name, "password": password}
+    assert (await client.post("/login", data=form, allow_redirects=False)).status == 302
+    return page_csrf(await (await client.get("/")).text())
 
 
 def closed_port_url() -> str:

@@ -15,6 +15,7 @@ from arachne.store.db import Store
 from arachne.store.models import ApiToken, AuditLog, User
 from arachne.store.users import add_user, check_password, create_token
 from tests.console import bearer, client_for
+from tests.console import log_in as console_log_in
 
 PASSWORD = "correct horse battery"
 
@@ -39,12 +40,7 @@ def store(settings: Settings) -> Iterator[Store]:
 
 async def log_in(client: TestClient, name: str) -> str:
     """Log in through the form; the page's CSRF token afterwards."""
-    html = await (await client.get("/login")).text()
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-    form = {"csrf_token": csrf, "name": name, "password": PASSWORD}
-    assert (await client.post("/login", data=form, allow_redirects=False)).status == 302
-    html = await (await client.get("/")).text()
-    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+    return await console_log_in(client, name, PASSWORD)
 
 
 @pytest.mark.asyncio

@@ -3,7 +3,6 @@ with a real SQLite store, real Redis (db 7) and real API tokens."""
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Iterator
 from datetime import timedelta
@@ -25,7 +24,7 @@ from arachne.store.db import Store
 from arachne.store.models import AuditLog, Campaign, utcnow
 from arachne.store.runs import open_run
 from arachne.store.users import add_user, create_token
-from tests.console import bearer, client_for, flushed_redis
+from tests.console import bearer, client_for, flushed_redis, log_in
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
 pytestmark = pytest.mark.asyncio
@@ -123,13 +122,8 @@ async def test_a_session_needs_its_csrf_token(settings, store, tokens) -> None:
     with store.session() as s:
         add_user(s, "ada", "operator", "correct horse battery", actor="test")
     async with client_for(settings) as client:
-        page = await (await client.get("/login")).text()
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        form = {"name": "ada", "password": "correct horse battery", "csrf_token": csrf}
-        assert (await client.post("/login", data=form, allow_redirects=False)).status == 302
+        csrf = await log_in(client, "ada", "correct horse battery")  # the new session's
         await call(client, "POST", "/api/campaigns", None, 403, json=SEED)
-        page = await (await client.get("/")).text()  # a new session on login: a new token
-        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
         resp = await client.post("/api/campaigns", json=SEED, headers={"X-CSRF-Token": csrf})
         assert resp.status == 201
         # An upload: the token travels as a header (multipart bodies are not parsed for it,

@@ -28,6 +28,7 @@ from arachne.settings import Settings
 from arachne.store.db import Store
 from arachne.store.models import ApiToken, AuditLog
 from arachne.store.users import add_user, create_token, remove_user, revoke_token
+from tests.console import form_csrf, page_csrf
 
 PASSWORD = "correct horse battery"
 
@@ -88,10 +89,7 @@ async def client_for(settings: Settings) -> AsyncIterator[TestClient]:
 
 
 async def csrf_of(client: TestClient, path: str = "/login") -> str:
-    html = await (await client.get(path)).text()
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, html
-    return found.group(1)
+    return form_csrf(await (await client.get(path)).text())
 
 
 async def log_in(client: TestClient, name: str, password: str = PASSWORD, **form: str):
@@ -146,7 +144,7 @@ async def test_login_sets_a_strict_httponly_cookie_and_logout_ends_it(settings, 
         assert home.status == 200
         html = await home.text()
         assert "viewer (viewer)" in html
-        after = re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+        after = page_csrf(html)
         assert after != before  # a new session at login: no fixation
         assert (await client.get("/api/campaigns")).status == 200  # the session works on the API
 
@@ -198,7 +196,7 @@ async def test_concurrent_wrong_logins_cannot_outrun_the_throttle(tmp_path, stor
     settings = make_settings(tmp_path, dashboard_login_attempts=3)
     async with client_for(settings) as client:
         page = await (await client.get("/login")).text()
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        csrf = form_csrf(page)
         form = {"csrf_token": csrf, "name": "viewer", "password": "a wrong password here"}
         tries = [client.post("/login", data=form, allow_redirects=False) for _ in range(12)]
         statuses = Counter(r.status for r in await asyncio.gather(*tries))
@@ -391,7 +389,7 @@ async def test_over_tls_the_cookie_is_secure_and_hsts_is_sent(tmp_path, store, u
         assert str(client.make_url("/")).startswith("https://")
         form = await client.get("/login", ssl=False)
         assert form.headers["Strict-Transport-Security"].startswith("max-age=")
-        csrf = re.search(r'name="csrf_token" value="([^"]+)"', await form.text()).group(1)
+        csrf = form_csrf(await form.text())
         data = {"csrf_token": csrf, "name": "viewer", "password": PASSWORD}
         resp = await client.post("/login", data=data, allow_redirects=False, ssl=False)
         assert resp.status == 302

@@ -24,7 +24,7 @@ from arachne.store.db import Store
 from arachne.store.models import ApiToken, AuditLog, utcnow
 from arachne.store.users import add_user, create_token
 from tests.conftest import drop_postgres_database, fresh_postgres_database
-from tests.console import bearer, client_for, flushed_redis
+from tests.console import bearer, client_for, flushed_redis, form_csrf, log_in
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 PASSWORD = "correct horse battery staple"
@@ -123,16 +123,6 @@ def seed(settings: Settings) -> dict[str, str]:
     return tokens
 
 
-async def session_of(client: TestClient, name: str) -> str:
-    """Log ``name`` in on this client; its CSRF token."""
-    page = await (await client.get("/login")).text()
-    csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-    form = {"csrf_token": csrf, "name": name, "password": PASSWORD}
-    assert (await client.post("/login", data=form, allow_redirects=False)).status == 302
-    home = await (await client.get("/")).text()
-    return home.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
-
-
 def test_the_table_is_every_route(sqlite_settings: Settings) -> None:
     served = {}
     for route in create_app(sqlite_settings).router.routes():
@@ -181,7 +171,7 @@ async def test_every_route_refuses_every_caller_who_may_not_use_it(
                 expect(f"{BELOW[role]} token on {method} {path}", resp.status, 403)
     # A session must send its CSRF token with every state-changing request, whatever the role.
     async with client_for(sqlite_settings) as client:
-        csrf = await session_of(client, "admin")
+        csrf = await log_in(client, "admin", PASSWORD)
         for (method, path), role in ROLES.items():
             if method == "GET" or role is None:
                 continue
@@ -297,8 +287,7 @@ async def test_text_the_store_cannot_keep_is_a_400_never_a_500(any_store: Settin
             got.append((method, url[:50], resp.status))
             assert 400 <= resp.status < 500, (method, url, resp.status, text[:200])
         # Login: NUL in the name, and a body that does not parse.
-        page = await (await client.get("/login")).text()
-        csrf = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        csrf = form_csrf(await (await client.get("/login")).text())
         form = {"csrf_token": csrf, "name": "ad\x00min", "password": PASSWORD}
         resp = await client.post("/login", data=form)
         assert resp.status == 400 and "control character" in await resp.text()
@@ -324,7 +313,7 @@ async def test_redirects_are_audited_and_carry_the_security_headers(
         assert to_login.status == 302
         for header in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
             assert header in to_login.headers, header
-        csrf = await session_of(client, "viewer")
+        csrf = await log_in(client, "viewer", PASSWORD)
         out = await client.post("/logout", data={"csrf_token": csrf}, allow_redirects=False)
         assert out.status == 302 and "Content-Security-Policy" in out.headers
     store = Store.open(sqlite_settings)
