@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -137,6 +138,30 @@ def queue_state(redis: Redis, settings: Settings) -> QueueState:
     return state
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while a child is spawned and recorded, then deliver them.
+
+    Raised inside Popen, after its fork, the interrupt would leave a child nobody stops: a
+    worker draining the queue after its run has ended, holding our stderr open.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals (and may set handlers)
+        return
+    held: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: held.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        if held:
+            signal.raise_signal(held[0])  # its own handler runs now, as if it came now
+
+
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     # Children write logs to our stderr so `--json` output on stdout stays clean. Their own
     # session: Ctrl-C reaches only this process, which stops them in order (a worker
@@ -183,9 +208,11 @@ def run_campaign(
     try:
         # The crawl first: workers have nothing to do before its first pages are in, and
         # starting together they would slow its start on a small machine.
-        crawl = _spawn(["crawl", name], env)
+        with signals_held():
+            crawl = _spawn(["crawl", name], env)
         for _ in range(n_workers):
-            worker_procs.append(_spawn(["worker"], env))
+            with signals_held():
+                worker_procs.append(_spawn(["worker"], env))
         while True:
             # The end is noticed within a fifth of a second; progress every ``interval``.
             time.sleep(min(interval, END_POLL))
@@ -208,7 +235,8 @@ def run_campaign(
                             "see their errors above. Queued work is kept: fix the cause and "
                             f"run `arachne worker` or `arachne run {name}` again"
                         )
-                    worker_procs[i] = _spawn(["worker"], env)
+                    with signals_held():
+                        worker_procs[i] = _spawn(["worker"], env)
             if progress and time.monotonic() - last_progress >= interval:
                 last_progress = time.monotonic()
                 progress(

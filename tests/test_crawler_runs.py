@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+def env(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
     out = {k: v for k, v in os.environ.items() if not k.startswith("ARACHNE_")}
     out.update(
         ARACHNE_CONFIG=str(tmp_path / "none.toml"),
@@ -37,7 +37,14 @@ def env(tmp_path: Path, redis_url: str) -> dict[str, str]:
         ARACHNE_ALLOW_PRIVATE_NETWORKS="true",  # the site is on loopback
         ARACHNE_CRAWL_LEASE_SECONDS="3",
     )
-    return out
+    yield out
+    # A process left running would go on taking jobs from the shared test Redis and
+    # fail later tests that have nothing to do with it: stop it, and fail this one.
+    orphans = leftovers(out)
+    for pid in orphans:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not orphans, f"arachne processes outlived the test: {orphans}"
 
 
 def arachne(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,28 @@ def test_run_with_nothing_to_do_finishes_done(
         settings, store, redis_client, redis_url, "c", workers=1, interval=0.05
     )
     assert summary["status"] == "done" and summary["crawl_exit_code"] == 0
+
+
+def test_ctrl_c_during_a_spawn_stops_that_child_too(
+    tmp_path: Path, redis_url: str, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=tmp_path, redis_url=redis_url)
+    store = Store.open(settings)
+    with store.session() as s:
+        create_campaign(s, "c", ["http://127.0.0.1/"], {})
+    children: list[subprocess.Popen[bytes]] = []
+
+    def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        children.append(proc)
+        if args[0] == "worker":  # Ctrl-C lands after the fork, before the caller has it
+            signal.raise_signal(signal.SIGINT)
+        return proc
+
+    monkeypatch.setattr(runner, "_spawn", spawn)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_campaign(settings, store, redis_client, redis_url, "c", workers=2, interval=0.05)
+    assert len(children) == 2, "the interrupt stopped the spawning"
+    assert all(proc.poll() is not None for proc in children), "no child outlives the run"
+    with store.session() as s:
+        assert get_campaign(s, "c").status == "stopped"

@@ -36,7 +36,7 @@ from arachne.notices.stats import removal_stats
 from arachne.queue.connection import redis_from_url, redis_url_for
 from arachne.queue.stats import Stats
 from arachne.report import print_progress, print_summary
-from arachne.runner import run_campaign
+from arachne.runner import run_campaign, signals_held
 from arachne.settings import Settings
 from arachne.store.campaigns import create_campaign, delete_campaign
 from arachne.store.db import Store
@@ -166,16 +166,18 @@ def run_demo(
                 ARACHNE_REDIS_URL=redis_url,
                 ARACHNE_DASHBOARD_PORT=str(dash_port),
             )
-            dashboard = subprocess.Popen(
-                [sys.executable, "-m", "arachne", "dashboard"],
-                env=dash_env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            with signals_held():  # a Ctrl-C mid-spawn must not orphan the dashboard
+                dashboard = subprocess.Popen(
+                    [sys.executable, "-m", "arachne", "dashboard"],
+                    env=dash_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             dashboard_url = f"http://127.0.0.1:{dash_port}/campaigns/{CAMPAIGN}"
-            say(f"demo: dashboard at {dashboard_url}")
-            say(f"demo: dashboard login {login['name']} / {login['password']} (throwaway admin)")
             try:
+                say(f"demo: dashboard at {dashboard_url}")
+                user, password = login["name"], login["password"]
+                say(f"demo: dashboard login {user} / {password} (throwaway admin)")
                 say("demo: crawling with 2 workers ...")
                 summary = run_campaign(
                     s,
