@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import struct
 import zlib
 from collections.abc import Iterator
@@ -40,6 +41,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("ARACHNE_CONFIG", str(tmp_path / "no-such-arachne.toml"))
     monkeypatch.setenv("ARACHNE_DEMO_PHOTOS_DIR", str(PHOTOS))
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored() -> Iterator[None]:
+    """An in-process rq worker installs its own SIGINT/SIGTERM handlers and leaves them:
+    each test starts with the handlers the one before it found."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture

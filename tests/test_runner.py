@@ -76,8 +76,16 @@ def test_ctrl_c_during_a_spawn_stops_that_child_too(
         return proc
 
     monkeypatch.setattr(runner, "_spawn", spawn)
-    with pytest.raises(KeyboardInterrupt):
-        runner.run_campaign(settings, store, redis_client, redis_url, "c", workers=2, interval=0.05)
+    # Python's own Ctrl-C handler, as `arachne run` has it (an in-process rq worker test may
+    # have left rq's in this process).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run_campaign(
+                settings, store, redis_client, redis_url, "c", workers=2, interval=0.05
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(children) == 2, "the interrupt stopped the spawning"
     assert all(proc.poll() is not None for proc in children), "no child outlives the run"
     with store.session() as s:
