@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis import Redis
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select
@@ -23,15 +26,30 @@ from arachne.store.db import Store
 from arachne.store.models import Sighting
 from tests.imageserver import make_image, serve_slow
 
+SpawnWorker = Callable[[Settings, bool], "subprocess.Popen[bytes]"]
 
-def _worker(settings: Settings, burst: bool) -> subprocess.Popen[bytes]:
-    env = settings.child_env()
-    args = [sys.executable, "-m", "arachne", "worker"] + (["--burst"] if burst else [])
-    return subprocess.Popen(args, env=env, start_new_session=True)
+
+@pytest.fixture
+def spawn_worker() -> Iterator[SpawnWorker]:
+    """`arachne worker` processes, each with its work horses in its own process group. Any
+    still up when the test ends are killed: left running, they would take the next tests'
+    jobs from the shared Redis."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(settings: Settings, burst: bool) -> subprocess.Popen[bytes]:
+        args = [sys.executable, "-m", "arachne", "worker"] + (["--burst"] if burst else [])
+        procs.append(subprocess.Popen(args, env=settings.child_env(), start_new_session=True))
+        return procs[-1]
+
+    yield spawn
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def test_killed_worker_job_is_retried_and_recorded_once(
-    tmp_path: Path, redis_url: str, redis_client: Redis
+    tmp_path: Path, redis_url: str, redis_client: Redis, spawn_worker: SpawnWorker
 ) -> None:
     settings = Settings(
         data_dir=tmp_path,
@@ -54,7 +72,7 @@ def test_killed_worker_job_is_retried_and_recorded_once(
         enq.flush()
         assert queue.count == 2
 
-        victim = _worker(settings, burst=False)
+        victim = spawn_worker(settings, False)
         registry = StartedJobRegistry(queue=queue)
         deadline = time.monotonic() + 60
         while registry.count == 0 and time.monotonic() < deadline:
@@ -71,7 +89,7 @@ def test_killed_worker_job_is_retried_and_recorded_once(
         assert maintain_queue(redis_client, settings, now=time.time() + 600) == 1
         assert registry.count == 0 and queue.count == 2, "abandoned job must be requeued"
 
-        rescuer = _worker(settings, burst=True)
+        rescuer = spawn_worker(settings, True)
         assert rescuer.wait(120) == 0
     with store.session() as s:
         urls = list(s.scalars(select(Sighting.image_url)))
@@ -143,7 +161,7 @@ def test_high_priority_batches_are_taken_first(
 
 
 def test_a_rematch_killed_mid_job_resumes_without_duplicates(
-    tmp_path: Path, redis_url: str, redis_client: Redis
+    tmp_path: Path, redis_url: str, redis_client: Redis, spawn_worker: SpawnWorker
 ) -> None:
     """A worker killed while matching a range records nothing of it (one transaction); the
     job is requeued like any batch, and the rescuer's matches are exactly the right ones."""
@@ -166,7 +184,7 @@ def test_a_rematch_killed_mid_job_resumes_without_duplicates(
     enqueue_rematch(store, redis_client, settings, Selection("l", 1, review=False), queue)
     assert queue.count == 1
 
-    victim = _worker(settings, burst=False)
+    victim = spawn_worker(settings, False)
     registry = StartedJobRegistry(queue=queue)
     deadline = time.monotonic() + 60
     while registry.count == 0 and time.monotonic() < deadline:
@@ -177,7 +195,7 @@ def test_a_rematch_killed_mid_job_resumes_without_duplicates(
     with store.session() as s:
         assert s.scalar(select(func.count()).select_from(Match)) == 0  # nothing half-recorded
     assert maintain_queue(redis_client, settings, now=time.time() + 600) == 1
-    rescuer = _worker(settings, burst=True)
+    rescuer = spawn_worker(settings, True)
     assert rescuer.wait(180) == 0
     with store.session() as s:
         pairs = s.execute(select(Match.sighting_id, Match.entry_id)).all()
