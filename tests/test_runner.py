@@ -89,14 +89,10 @@ def test_ctrl_c_during_a_spawn_stops_that_child_too(
         return proc
 
     monkeypatch.setattr(runner, "_spawn", spawn)
-    # Python's own Ctrl-C handler, as `arachne run` has it (an in-process rq worker test may
-    # have left rq's in this process).
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            world.run(workers=2)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # Python's own Ctrl-C handler, as `arachne run` has it (conftest restores the one before).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with pytest.raises(KeyboardInterrupt):
+        world.run(workers=2)
     assert len(children) == 2, "the interrupt stopped the spawning"
     assert all(proc.poll() is not None for proc in children), "no child outlives the run"
     with world.store.session() as s:
